@@ -10,9 +10,11 @@ import torch
 from core import charts, data
 from core.config import (BATCH_SIZE_RANGE, EPOCHS_RANGE, LR_RANGE, OPTIMIZERS, VAL_PCT_RANGE, Phase,
                          TrainConfig)
-from core.jobs import DIVERGED, FAILED, QUEUED, RUNNING, STOPPED
-from core.model import ACTIVATIONS, MAX_HIDDEN_LAYERS
+from core.export import export_script
+from core.jobs import DIVERGED, FAILED, QUEUED, STOPPED
+from core.model import ACTIVATIONS, MAX_CHECKPOINT_BYTES, MAX_HIDDEN_LAYERS, checkpoint_bytes, load_checkpoint
 from core.train import PRESETS
+from core.training import History
 from pages.common import get_manager, owner_id, require_router, show_notices, summary
 
 require_router()
@@ -274,6 +276,46 @@ with c2:
     if st.button("Delete"):
         manager.delete(owner, victim)
         st.rerun()
+
+# --- One run: config, command line, checkpoint, exported script --------------
+
+st.header("Run details")
+detail_id = st.selectbox("Run", list(names)[::-1], format_func=names.get, key="detail_run")
+detail = st.session_state.runs[detail_id]
+st.write(f"**{detail.name}**: {summary(detail)}. State: {detail.state}.")
+st.write("The same run from the command line (copy it with the button at the right):")
+st.code(detail.config.command_line(), language="bash")
+with st.expander("Config as JSON"):
+    st.json(detail.config.to_dict())
+if detail.model_state is not None and not detail.active:
+    d1, d2 = st.columns(2)
+    d1.download_button(
+        "Download checkpoint (.pt)", key="download_checkpoint", on_click="ignore",
+        data=lambda: checkpoint_bytes(detail.model(), train_config=detail.config.to_dict(),
+                                      history=detail.snapshot().to_dict(), name=detail.name),
+        file_name=f"{detail.name.replace(' ', '_')}.pt", mime="application/octet-stream",
+        help="The state dict, the config and the history; load it again below or with core.model.load_checkpoint.")
+    d2.download_button(
+        "Export as a plain PyTorch script", key="download_script", on_click="ignore",
+        data=lambda: export_script(detail.config, val_accs=[e["val_acc"] for e in detail.snapshot().epochs]),
+        file_name=f"{detail.name.replace(' ', '_')}.py", mime="text/x-python",
+        help="A self-contained script that reproduces this run with torch and torchvision only.")
+
+uploaded = st.file_uploader("Restore a run from a checkpoint", type=["pt", "pth"], key="upload_checkpoint",
+                            help=f"At most {MAX_CHECKPOINT_BYTES // 2**20} MiB. The file is loaded with "
+                                 "weights_only=True, so no code in it runs.")
+if uploaded is not None and st.session_state.get("restored_file") != uploaded.file_id:
+    st.session_state.restored_file = uploaded.file_id
+    try:
+        restored_model, checkpoint = load_checkpoint(uploaded.getvalue())
+        restored_config = TrainConfig.from_dict(checkpoint.get("train_config") or {
+            "hidden": restored_model.hidden, "activation": restored_model.activation})
+        restored_history = History.from_dict(checkpoint.get("history") or {})
+        manager.add_finished(owner, restored_config, f"{uploaded.name} (restored)", restored_model,
+                             restored_history)
+        st.rerun()
+    except (ValueError, TypeError) as exc:
+        st.error(f"{uploaded.name} was not restored: {exc}")
 
 # --- CPU vs GPU -------------------------------------------------------------
 

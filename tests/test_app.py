@@ -1,0 +1,146 @@
+"""The real app through Streamlit's AppTest: every page renders, a run trains, a drawing is predicted."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from pages.common import get_manager
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+def open_page(page: str = "streamlit_app.py", owner: str | None = None) -> AppTest:
+    """Run one page script on its own, for tests that click. AppTest (Streamlit 1.67)
+    drops button clicks on a page reached with switch_page. `owner` opens the page
+    as the same user as an earlier AppTest, so it sees that user's runs."""
+    at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
+    if owner is not None:
+        at.session_state.owner = owner
+    return at.run()
+
+
+def open_through_router(page: str) -> AppTest:
+    """Run the app's entry point and switch to a page, as a browser does; for render-only tests."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    return at.switch_page(page).run()
+
+
+def wait_for_runs(at: AppTest) -> None:
+    """Block until every run of this AppTest session has finished training."""
+    manager = get_manager()
+    for job in manager.jobs_for(at.session_state.owner):
+        assert manager.wait(job, timeout=TIMEOUT), f"{job.name} did not finish in {TIMEOUT} s"
+
+
+def train_quick_run(at: AppTest) -> AppTest:
+    at.session_state.cfg_subset = 5_000
+    at.session_state.cfg_epochs = 2
+    at.run()
+    next(b for b in at.button if b.label == "Train").click().run()
+    wait_for_runs(at)
+    return at.run()
+
+
+def canvas_rgba_of_test_digit(mnist, index: int) -> np.ndarray:
+    """A 280x280 RGBA canvas image: a real MNIST test digit, enlarged, white on black."""
+    digit = Image.fromarray(mnist.test_images[index].numpy()).resize((200, 200), Image.Resampling.BILINEAR)
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    canvas[..., 3] = 255
+    canvas[30:230, 50:250, :3] = np.asarray(digit)[..., None]
+    return canvas
+
+
+def test_home_renders():
+    at = open_page()
+    assert not at.exception
+    assert at.title[0].value == "MNIST Studio"
+    assert any("CPU" in m.value or "CUDA" in m.value for m in at.metric)
+
+
+def test_dataset_page_renders():
+    at = open_through_router("pages/dataset.py")
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "48,000" in text and "12,000" in text
+
+
+def test_dataset_page_fashion_mnist():
+    at = open_page("pages/dataset.py")
+    at.radio(key="dataset_choice").set_value("fashion-mnist").run()
+    assert not at.exception
+    assert "Source" in at.caption[0].value
+
+
+def test_train_page_renders():
+    at = open_through_router("pages/train.py")
+    assert not at.exception
+    assert at.title[0].value == "Train a network"
+
+
+def test_predict_without_model_says_how():
+    at = open_through_router("pages/predict.py")
+    assert not at.exception
+    assert "no trained model" in at.info[0].value
+
+
+def test_quick_run_leaves_model_in_session(mnist):
+    at = open_page("pages/train.py")
+    at = train_quick_run(at)
+    assert not at.exception
+    runs = at.session_state.runs
+    assert len(runs) == 1
+    job = next(iter(runs.values()))
+    assert job.state == "done", job.message
+    assert job.model_state is not None
+    assert len(job.history.epochs) == 3
+    assert job.history.last["val_acc"] > 0.8
+
+
+def test_predict_canned_canvas_shows_prediction(mnist):
+    at = open_page("pages/train.py")
+    at = train_quick_run(at)
+    at = open_page("pages/predict.py", owner=at.session_state.owner)
+    assert not at.exception
+    assert "Draw a digit on the black canvas" in at.info[0].value
+
+    at.session_state.canned_canvas = canvas_rgba_of_test_digit(mnist, 0)
+    at.run()
+    assert not at.exception
+    prediction = next(m.value for m in at.markdown if m.value.startswith("### Prediction"))
+    assert "**7**" in prediction  # test image 0 is a 7
+
+
+def test_predict_random_test_image(mnist):
+    at = open_page("pages/train.py")
+    at = train_quick_run(at)
+    at = open_page("pages/predict.py", owner=at.session_state.owner)
+    at.radio(key="predict_mode").set_value("Random test image").run()
+    assert not at.exception
+    assert any(m.value.startswith("### Prediction") for m in at.markdown)
+    assert at.success or at.error  # the page says whether the prediction is right
+
+
+def test_train_further_extends_history(mnist):
+    at = open_page("pages/train.py")
+    at = train_quick_run(at)
+    at.number_input(key="extend_epochs").set_value(1)
+    next(b for b in at.button if b.label == "Continue training").click().run()
+    wait_for_runs(at)
+    at.run()
+    job = next(iter(at.session_state.runs.values()))
+    assert job.state == "done", job.message
+    assert [e["epoch"] for e in job.history.epochs] == [0, 1, 2, 3]
+    assert job.history.epochs[3]["lr"] == 0.1
+
+
+def test_logistic_regression_config_trains(mnist):
+    at = open_page("pages/train.py")
+    at.session_state.cfg_layers = 0
+    at = train_quick_run(at)
+    assert not at.exception
+    job = next(iter(at.session_state.runs.values()))
+    assert job.config.hidden == ()
+    assert job.state == "done", job.message
