@@ -30,7 +30,9 @@ def home() -> None:
         "rate 0.5 then 5 at 0.1 reach about 96%.\n"
         "3. **Predict**: draw a digit and see what each trained model thinks it is, and why a "
         "drawing must be preprocessed like MNIST's images.\n"
-        "4. **Exercises**: compare training times on the CPU and a GPU, and try Fashion-MNIST.")
+        "4. **Inspect**: where the network goes wrong (confusion matrix, misclassified images), what "
+        "its first layer learned, how one digit flows through it, and the code that ran.\n"
+        "5. **Exercises**: compare training times on the CPU and a GPU, and try Fashion-MNIST.")
 
     st.subheader("This machine")
     device = get_default_device()
@@ -53,5 +55,6 @@ pages = [
     st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:"),
     st.Page("pages/train.py", title="Train", icon=":material/show_chart:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
+    st.Page("pages/inspect.py", title="Inspect", icon=":material/troubleshoot:"),
 ]
 st.navigation(pages).run()

@@ -23,6 +23,7 @@ import torch
 
 from core.config import Phase, TrainConfig
 from core.device import device_label, resolve_device
+from core.inspect import WeightRecorder
 from core.model import MnistModel
 from core.training import History, TrainingDiverged, prepare_run, train_phases
 
@@ -303,21 +304,24 @@ class JobManager:
                 state.train_dl.generator.set_state(job.shuffle_state)
             state.history = job.history
 
+        # Weight and gradient histograms per epoch, for the Inspect page.
+        recorder = WeightRecorder(state.model, epoch=max(len(state.history.epochs) - 1, 0))
+
         def on_progress(progress) -> None:
+            recorder(progress)
             with job.lock:
                 job.history = progress.history
                 job.progress = {"epoch": progress.epoch, "batch": progress.batch,
                                 "batches_per_epoch": progress.batches_per_epoch,
                                 "epochs_total": progress.epochs_total, "elapsed_s": progress.elapsed_s}
-            for hook in job.extras.get("_callbacks", []):
-                hook(progress)
 
         try:
             train_phases(state, job.phases, callback=on_progress, should_stop=job.stop_event.is_set)
         except TrainingDiverged:
-            self._store_model(job, state)
+            recorder.discard_pending()
+            self._store_model(job, state, recorder)
             raise
-        self._store_model(job, state)
+        self._store_model(job, state, recorder)
         stopped = state.history.stopped_early
         message = job.message or ""
         if stopped:
@@ -325,9 +329,16 @@ class JobManager:
         self._finish(job, STOPPED if stopped else DONE, message)
 
     @staticmethod
-    def _store_model(job: Job, state) -> None:
+    def _store_model(job: Job, state, recorder: WeightRecorder) -> None:
         """Keep the model and optimizer as CPU tensors so no GPU memory outlives the job."""
+        recorder.close()
+        recorded = recorder.to_dict()
+        earlier = job.extras.get("weights")
+        if earlier is not None:  # training further: append this job's epochs after the first's
+            earlier["epochs"].extend(recorded["epochs"][1:])
+            recorded = earlier
         with job.lock:
+            job.extras["weights"] = recorded
             job.history = state.history
             job.model_state = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
             job.optimizer_state = _to_cpu(state.opt.state_dict())

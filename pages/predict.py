@@ -87,6 +87,7 @@ if mode == "Draw a digit":
             for col, (key, title) in zip(cols, STEP_TITLES.items()):
                 col.image(np.clip(stages[key], 0, 1), caption=title, width="stretch", clamp=True)
             image = torch.from_numpy(stages["centred"].copy())[None]
+            st.session_state.last_drawing = image  # the Inspect page can trace it
             probabilities = show_prediction(image)
             for hint in preprocess.drawing_hints(stages, probabilities):
                 st.warning(hint)

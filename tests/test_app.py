@@ -144,3 +144,30 @@ def test_logistic_regression_config_trains(mnist):
     job = next(iter(at.session_state.runs.values()))
     assert job.config.hidden == ()
     assert job.state == "done", job.message
+
+
+def test_inspect_without_model_says_how():
+    at = open_through_router("pages/inspect.py")
+    assert not at.exception
+    assert "no trained model" in at.info[0].value
+
+
+def test_inspect_page_renders_every_view(mnist):
+    at = open_page("pages/train.py")
+    at = train_quick_run(at)
+    at = open_page("pages/inspect.py", owner=at.session_state.owner)
+    assert not at.exception
+    assert [t.label for t in at.tabs] == ["Evaluation", "The network", "One digit", "The code"]
+    assert at.metric[0].label == "Accuracy on the validation images"
+    assert any("trainable parameters" in m.value for m in at.markdown)
+    assert any(m.value.startswith("The network predicts") for m in at.markdown)
+    assert any("def fit(" in c.value for c in at.code)
+
+    at.radio(key="inspect_part").set_value("test").run()
+    assert not at.exception
+    assert at.metric[0].label == "Accuracy on the test images"
+    gallery = [b for b in at.button if b.key and b.key.startswith("gallery_test_")]
+    assert gallery, "a quickly trained model misclassifies some test images"
+    gallery[0].click().run()
+    assert not at.exception
+    assert any("true class" in m.value for m in at.markdown)
