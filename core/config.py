@@ -91,9 +91,10 @@ class TrainConfig:
         parts = ["python -m core.train", f"--dataset {self.dataset}",
                  "--hidden " + " ".join(str(h) for h in self.hidden) if self.hidden else "--hidden",
                  f"--activation {self.activation}", f"--optimizer {self.optimizer}",
-                 f"--batch-size {self.batch_size}", f"--epochs {first.epochs}", f"--lr {first.lr:g}"]
-        parts += [f"--then {p.epochs} {p.lr:g}" for p in rest]
-        parts += [f"--val-pct {self.val_pct:g}", f"--seed {self.seed}", f"--device {self.device}"]
+                 f"--batch-size {self.batch_size}", f"--epochs {first.epochs}", f"--lr {float(first.lr)!r}"]
+        # repr() gives the shortest text that parses back to the same float.
+        parts += [f"--then {p.epochs} {float(p.lr)!r}" for p in rest]
+        parts += [f"--val-pct {float(self.val_pct)!r}", f"--seed {self.seed}", f"--device {self.device}"]
         if self.augment:
             parts.append("--augment")
         if self.subset is not None:

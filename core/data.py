@@ -307,7 +307,7 @@ def load(spec: DatasetSpec = MNIST, root: Path | None = None) -> Splits:
 def split_indices(n: int, val_pct: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle range(n) with the seed and return (train_indices, val_indices), as in the tutorial."""
     if not 0 < val_pct < 1:
-        raise ValueError(f"validation fraction {val_pct} is invalid: choose a value between 0.05 and 0.5")
+        raise ValueError(f"validation fraction {val_pct} is invalid: choose a value between 0 and 1 (exclusive)")
     n_val = int(val_pct * n)
     idxs = np.random.default_rng(seed).permutation(n)
     return idxs[n_val:], idxs[:n_val]

@@ -80,6 +80,21 @@ def checkpoint_bytes(model: MnistModel, **extra) -> bytes:
     return buffer.getvalue()
 
 
+def _load_error_reason(exc: Exception) -> str:
+    """Return the first line of why torch.load failed, at most 200 characters."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch (2.6 to 2.14 at least) re-raises a weights-only rejection with
+        # advice to load with weights_only=False, which would run any code in the
+        # file. The unpickler's own message is kept as the exception's context.
+        cause = exc.__context__
+        text = "the weights-only unpickler rejected it"
+        if isinstance(cause, pickle.UnpicklingError) and str(cause).strip():
+            text += f": {str(cause).strip()}"
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 def load_checkpoint(path_or_bytes) -> tuple[MnistModel, dict]:
     """Load a checkpoint of this app; return (model in eval mode on the CPU, the whole checkpoint dict).
 
@@ -92,12 +107,12 @@ def load_checkpoint(path_or_bytes) -> tuple[MnistModel, dict]:
         name = str(path)
         try:
             size = path.stat().st_size
+            if size > MAX_CHECKPOINT_BYTES:
+                raise ValueError(f"{name}: {size} bytes is larger than the "
+                                 f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit for a checkpoint")
+            data = path.read_bytes()
         except OSError as exc:
             raise ValueError(f"{name}: cannot be read ({exc.strerror})") from None
-        if size > MAX_CHECKPOINT_BYTES:
-            raise ValueError(f"{name}: {size} bytes is larger than the "
-                             f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit for a checkpoint")
-        data = path.read_bytes()
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"{name}: {len(data)} bytes is larger than the "
                          f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit for a checkpoint")
@@ -106,8 +121,7 @@ def load_checkpoint(path_or_bytes) -> tuple[MnistModel, dict]:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             AttributeError, TypeError, KeyError, IndexError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{name}: not a readable PyTorch checkpoint ({reason[:200]})") from None
+        raise ValueError(f"{name}: not a readable PyTorch checkpoint ({_load_error_reason(exc)})") from None
 
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{name}: not an MNIST Studio checkpoint (no '{CHECKPOINT_FORMAT}' header)")
