@@ -23,7 +23,7 @@ import torch
 
 from core.config import Phase, TrainConfig
 from core.device import device_label, resolve_device
-from core.inspect import WeightRecorder
+from core.introspect import WeightRecorder
 from core.model import MnistModel
 from core.training import History, TrainingDiverged, prepare_run, train_phases
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import TrainConfig
-from core.device import DeviceDataLoader, resolve_device
+from core.device import DeviceDataLoader, choose_threads, cpu_threads, resolve_device
 from core.model import MnistModel
 
 EVAL_BATCH_SIZE = 10_000
@@ -118,6 +118,8 @@ def fit(epochs, lr, model, loss_fn, train_dl, valid_dl, metric=accuracy, opt_fn=
     what it learned. Raises TrainingDiverged, with the weights of the last
     finished epoch restored, when the loss becomes NaN or infinite."""
     history = history if history is not None else History()
+    # Reset so that a run continued after a stop is not reported as stopped again.
+    history.stopped_early = False
     if opt is None:
         opt = (opt_fn or torch.optim.SGD)(model.parameters(), lr=lr)
     for group in opt.param_groups:
@@ -158,18 +160,19 @@ def fit(epochs, lr, model, loss_fn, train_dl, valid_dl, metric=accuracy, opt_fn=
                 callback(Progress(kind, epoch, batch, len(train_dl), epochs_total, values, history,
                                   time.perf_counter() - start))
 
+        stopped = False
         for xb, yb in train_dl:
             loss, n, _ = loss_batch(model, loss_fn, xb, yb, opt)
             pending.append(loss)
             batch += 1
             images += n
             if stop():
+                stopped = True
                 break
             now = time.perf_counter()
             if now - last_report >= report_every:
                 last_report = now
                 flush("batch")
-        stopped = stop()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - epoch_start
@@ -213,6 +216,8 @@ class RunState:
     valid_dl: DeviceDataLoader
     history: History
     device: torch.device
+    # CPU threads while training; None lets choose_threads pick by model size.
+    threads: int | None = None
 
 
 def prepare_run(config: TrainConfig, splits, device: torch.device | None = None) -> RunState:
@@ -224,6 +229,9 @@ def prepare_run(config: TrainConfig, splits, device: torch.device | None = None)
     device = device or resolve_device(config.device)
     train_idx, val_idx = split_indices(len(splits.train_labels), config.val_pct, config.seed)
     if config.subset is not None:
+        if config.subset > len(train_idx):
+            raise ValueError(f"subset size {config.subset} is larger than the {len(train_idx)} training images "
+                             f"left at validation fraction {config.val_pct:g}: choose at most {len(train_idx)}")
         train_idx = train_idx[:config.subset]
         val_idx = val_idx[:max(config.subset // 4, 100)]
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
@@ -243,12 +251,14 @@ def train_phases(state: RunState, phases, callback=None, should_stop=None) -> Hi
     """Run each (epochs, lr) phase in turn on a prepared run, appending to its history."""
     done = len(state.history.epochs) - 1 if state.history.epochs else 0
     epochs_total = done + sum(phase.epochs for phase in phases)
-    for phase in phases:
-        fit(phase.epochs, phase.lr, state.model, F.cross_entropy, state.train_dl, state.valid_dl,
-            accuracy, opt=state.opt, history=state.history, callback=callback, should_stop=should_stop,
-            epochs_total=epochs_total)
-        if state.history.stopped_early:
-            break
+    threads = state.threads or choose_threads(sum(p.numel() for p in state.model.parameters()))
+    with cpu_threads(threads):
+        for phase in phases:
+            fit(phase.epochs, phase.lr, state.model, F.cross_entropy, state.train_dl, state.valid_dl,
+                accuracy, opt=state.opt, history=state.history, callback=callback,
+                should_stop=should_stop, epochs_total=epochs_total)
+            if state.history.stopped_early:
+                break
     return state.history
 
 

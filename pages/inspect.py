@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import charts, data, figures, inspect
+from core import charts, data, figures, introspect
 from core.export import code_of_run, export_script
 from pages.common import (dataset_error, get_manager, get_splits, owner_id, require_router, show_notices,
                           summary)
@@ -36,14 +36,14 @@ except data.DataError as exc:
 
 
 @st.cache_data(max_entries=8, show_spinner="Evaluating…")
-def evaluate_run(run_key: str, part: str) -> inspect.Predictions:
+def evaluate_run(run_key: str, part: str) -> introspect.Predictions:
     """Predictions of the run on the validation or test part, cached per run, epoch count and part."""
     if part == "test":
         images, labels = splits.test_images, splits.test_labels
     else:
         _, val_idx = data.split_indices(len(splits.train_labels), job.config.val_pct, job.config.seed)
         images, labels = splits.train_images[val_idx], splits.train_labels[val_idx]
-    return inspect.predictions(model, images, labels)
+    return introspect.predictions(model, images, labels)
 
 
 evaluation, network, one_digit, code = st.tabs(["Evaluation", "The network", "One digit", "The code"])
@@ -57,10 +57,10 @@ with evaluation:
               help=f"{int((result.predicted != result.true).sum())} of {len(result.true)} images are misclassified.")
 
     normalised = st.toggle("Show each row as fractions", key="confusion_normalised")
-    matrix = inspect.confusion_matrix(result.true, result.predicted)
-    shown = inspect.normalize_rows(matrix) if normalised else matrix
+    matrix = introspect.confusion_matrix(result.true, result.predicted)
+    shown = introspect.normalize_rows(matrix) if normalised else matrix
     st.plotly_chart(figures.confusion_figure(shown, spec.classes, normalized=normalised), width="stretch")
-    st.plotly_chart(figures.per_class_accuracy_figure(inspect.per_class_accuracy(result.true, result.predicted),
+    st.plotly_chart(figures.per_class_accuracy_figure(introspect.per_class_accuracy(result.true, result.predicted),
                                                       spec.classes), width="stretch")
 
     st.subheader("Misclassified images")
@@ -71,7 +71,7 @@ with evaluation:
                                format_func=lambda c: "any" if c is None else spec.classes[c])
     pred_filter = c3.selectbox("Predicted class", class_options, key="gallery_pred",
                                format_func=lambda c: "any" if c is None else spec.classes[c])
-    wrong = inspect.misclassified(result, true_class=true_filter, predicted_class=pred_filter,
+    wrong = introspect.misclassified(result, true_class=true_filter, predicted_class=pred_filter,
                                   descending=order.startswith("most"))
     st.caption(f"{len(wrong)} misclassified images match; the first {min(len(wrong), GALLERY_SIZE)} are shown. "
                "Press an image's button to see all ten probabilities.")
@@ -94,7 +94,7 @@ with evaluation:
                         key="gallery_probabilities")
 
 with network:
-    table = inspect.parameter_table(model)
+    table = introspect.parameter_table(model)
     st.subheader("Architecture")
     st.write(f"`{model}`")
     st.dataframe([{"parameter": r["name"], "shape": " x ".join(map(str, r["shape"])), "count": r["count"]}
@@ -104,7 +104,7 @@ with network:
     st.subheader("What each first-layer unit looks for")
     st.caption("Each tile is one unit's 784 input weights as a 28x28 image: red pixels push the unit up, "
                "blue pixels push it down.")
-    st.plotly_chart(figures.weight_grid_figure(inspect.first_layer_weights(model)), width="stretch")
+    st.plotly_chart(figures.weight_grid_figure(introspect.first_layer_weights(model)), width="stretch")
 
     recorded = job.extras.get("weights")
     st.subheader("Weights and gradients during training")
@@ -128,7 +128,7 @@ with one_digit:
                                 len(splits.test_labels) - 1, 0, key="trace_index")
         image = splits.test_images[int(index)].float().div(255)
         st.caption(f"True class: {spec.classes[int(splits.test_labels[int(index)])]}")
-    trace = inspect.trace_digit(model, image)
+    trace = introspect.trace_digit(model, image)
     st.write(f"The network predicts **{spec.classes[trace['predicted']]}** "
              f"({trace['probabilities'][trace['predicted']]:.0%}).")
     left, right = st.columns([1, 2])
