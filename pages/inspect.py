@@ -96,7 +96,7 @@ with evaluation:
 with network:
     table = introspect.parameter_table(model)
     st.subheader("Architecture")
-    st.write(f"`{model}`")
+    st.code(str(model), language="text")
     st.dataframe([{"parameter": r["name"], "shape": " x ".join(map(str, r["shape"])), "count": r["count"]}
                   for r in table["rows"]], hide_index=True)
     st.write(f"Total: **{table['total']:,}** trainable parameters.")
@@ -131,7 +131,7 @@ with one_digit:
     trace = introspect.trace_digit(model, image)
     st.write(f"The network predicts **{spec.classes[trace['predicted']]}** "
              f"({trace['probabilities'][trace['predicted']]:.0%}).")
-    left, right = st.columns([1, 2])
+    left, right = st.columns(2)
     with left:
         st.plotly_chart(figures.saliency_figure(trace["input"], trace["saliency"]), width="stretch")
         st.caption("Red: the pixels whose change would move the predicted class's score most "
