@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="augment training images like drawings (affine jitter, pen width)")
     parser.add_argument("--subset", type=int, default=None,
                         help="train on only this many training images (default: all)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: 1 for models under 1,000,000 parameters, "
+                             "else torch's default)")
     parser.add_argument("--save", metavar="PATH", help="write a checkpoint (state dict, config, history)")
     return parser
 
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     state = prepare_run(config, splits, device)
+    state.threads = args.threads
 
     def report(progress) -> None:
         if progress.kind != "epoch":
