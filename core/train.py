@@ -23,7 +23,7 @@ from core.training import TrainingDiverged, prepare_run, test_accuracy, train_ph
 PRESETS = {
     "tutorial": dict(hidden=(32,), batch_size=100, phases=(Phase(5, 0.5), Phase(5, 0.1))),
     "drawing": dict(hidden=(256,), batch_size=100, augment=True,
-                    phases=(Phase(8, 0.5), Phase(4, 0.1))),
+                    phases=(Phase(16, 0.5), Phase(8, 0.1))),
 }
 
 
