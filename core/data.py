@@ -7,6 +7,7 @@ Every file is checked against the official MD5 before it is used.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -302,6 +303,12 @@ def load(spec: DatasetSpec = MNIST, root: Path | None = None) -> Splits:
     train = cls(root=str(root), train=True, download=False)
     test = cls(root=str(root), train=False, download=False)
     return Splits(spec, train.data, train.targets, test.data, test.targets, source)
+
+
+@functools.lru_cache(maxsize=None)
+def load_cached(name: str) -> Splits:
+    """Load a dataset by name once per process (the app's pages and training jobs share it)."""
+    return load(get_spec(name))
 
 
 def split_indices(n: int, val_pct: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:

@@ -19,13 +19,15 @@ OWNER_PARAM = "user"
 
 @st.cache_resource(show_spinner="Loading the dataset…")
 def get_splits(name: str) -> data.Splits:
-    """Load a dataset once per process, shared by every session."""
-    return data.load(data.get_spec(name))
+    """Load a dataset once per process, shared by every session and the training jobs."""
+    return data.load_cached(name)
 
 
 @st.cache_resource
 def get_manager() -> JobManager:
-    return JobManager(get_splits)
+    # Jobs call the plain cached loader: Streamlit's cache functions need a script run context,
+    # which training threads do not have.
+    return JobManager(data.load_cached)
 
 
 def require_router() -> None:

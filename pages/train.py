@@ -35,6 +35,9 @@ assert BATCH_SIZE_RANGE[0] == BATCH_CHOICES[0] and BATCH_SIZE_RANGE[1] == BATCH_
 
 owner = owner_id()
 manager = get_manager()
+# Each widget also gets its default as `value`: if Streamlit ever drops a widget's state (seen
+# under load, with the live fragment rerunning beside full reruns), it falls back to the default
+# rather than to its minimum (seed 0, learning rate 1e-4).
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
 
@@ -94,39 +97,47 @@ left, right = st.columns(2)
 with left:
     st.subheader("Network")
     st.radio("Dataset", list(data.DATASETS), format_func=lambda n: data.DATASETS[n].title, key="cfg_dataset",
+             index=list(data.DATASETS).index(DEFAULTS["cfg_dataset"]),
              horizontal=True)
-    st.slider("Hidden layers", 0, MAX_HIDDEN_LAYERS, key="cfg_layers",
+    st.slider("Hidden layers", 0, MAX_HIDDEN_LAYERS, DEFAULTS["cfg_layers"], key="cfg_layers",
               help="0 hidden layers is logistic regression: 784 inputs straight to 10 outputs.")
     unit_cols = st.columns(max(st.session_state.cfg_layers, 1))
     for i in range(st.session_state.cfg_layers):
-        unit_cols[i].select_slider(f"Units in layer {i + 1}", UNIT_CHOICES, key=f"cfg_units_{i}")
-    st.selectbox("Activation", list(ACTIVATIONS), key="cfg_activation")
-    st.checkbox("Augment like drawings (random shift, rotation, scale and pen width)", key="cfg_augment")
+        unit_cols[i].select_slider(f"Units in layer {i + 1}", UNIT_CHOICES, DEFAULTS[f"cfg_units_{i}"],
+                                   key=f"cfg_units_{i}")
+    st.selectbox("Activation", list(ACTIVATIONS), list(ACTIVATIONS).index(DEFAULTS["cfg_activation"]),
+                 key="cfg_activation")
+    st.checkbox("Augment like drawings (random shift, rotation, scale and pen width)", DEFAULTS["cfg_augment"],
+                key="cfg_augment")
 with right:
     st.subheader("Training")
-    st.select_slider("Learning rate (log scale)", LR_CHOICES, key="cfg_lr", format_func=lambda v: f"{v:g}")
-    st.select_slider("Batch size", BATCH_CHOICES, key="cfg_batch")
-    st.slider("Epochs", EPOCHS_RANGE[0], 50, key="cfg_epochs")
-    st.checkbox("Then train more epochs at another learning rate (the tutorial's second phase)", key="cfg_then")
+    st.select_slider("Learning rate (log scale)", LR_CHOICES, DEFAULTS["cfg_lr"], key="cfg_lr",
+                     format_func=lambda v: f"{v:g}")
+    st.select_slider("Batch size", BATCH_CHOICES, DEFAULTS["cfg_batch"], key="cfg_batch")
+    st.slider("Epochs", EPOCHS_RANGE[0], 50, DEFAULTS["cfg_epochs"], key="cfg_epochs")
+    st.checkbox("Then train more epochs at another learning rate (the tutorial's second phase)",
+                DEFAULTS["cfg_then"], key="cfg_then")
     if st.session_state.cfg_then:
         c1, c2 = st.columns(2)
-        c1.slider("Further epochs", EPOCHS_RANGE[0], 50, key="cfg_then_epochs")
-        c2.select_slider("at learning rate", LR_CHOICES, key="cfg_then_lr", format_func=lambda v: f"{v:g}")
-    st.radio("Optimizer", OPTIMIZERS, key="cfg_optimizer", horizontal=True,
+        c1.slider("Further epochs", EPOCHS_RANGE[0], 50, DEFAULTS["cfg_then_epochs"], key="cfg_then_epochs")
+        c2.select_slider("at learning rate", LR_CHOICES, DEFAULTS["cfg_then_lr"], key="cfg_then_lr",
+                         format_func=lambda v: f"{v:g}")
+    st.radio("Optimizer", OPTIMIZERS, OPTIMIZERS.index(DEFAULTS["cfg_optimizer"]), key="cfg_optimizer",
+             horizontal=True,
              format_func=lambda o: {"sgd": "SGD (as in the tutorial)", "adam": "Adam"}[o])
 
 with st.expander("Data split, seed, device and quick runs"):
     c1, c2, c3, c4 = st.columns(4)
-    c1.slider("Validation fraction", *VAL_PCT_RANGE, step=0.05, key="cfg_val_pct")
-    c2.number_input("Seed", 0, 2**32 - 1, step=1, key="cfg_seed",
+    c1.slider("Validation fraction", *VAL_PCT_RANGE, DEFAULTS["cfg_val_pct"], step=0.05, key="cfg_val_pct")
+    c2.number_input("Seed", 0, 2**32 - 1, DEFAULTS["cfg_seed"], step=1, key="cfg_seed",
                     help="The same config and seed give the same curves on the CPU.")
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if st.session_state.cfg_device not in devices:
         st.session_state.cfg_device = "auto"
-    c3.selectbox("Device", devices, key="cfg_device",
+    c3.selectbox("Device", devices, 0, key="cfg_device",
                  help="auto uses the GPU when there is one." + ("" if torch.cuda.is_available() else
                                                                 " No CUDA GPU was found on this server."))
-    c4.select_slider("Training images", SUBSET_CHOICES, key="cfg_subset",
+    c4.select_slider("Training images", SUBSET_CHOICES, DEFAULTS["cfg_subset"], key="cfg_subset",
                      help="Train on fewer images for a quick look; 'all' uses the whole training part.")
 
 config = config_from_widgets()
@@ -172,9 +183,9 @@ def show_live(job) -> None:
 def live_section() -> None:
     jobs = manager.jobs_for(owner)
     active = [j for j in jobs if j.active]
-    shown_active = st.session_state.get("live_ids", set())
-    st.session_state.live_ids = {j.id for j in active}
-    if shown_active - st.session_state.live_ids:
+    # live_ids is written only by full page runs (below), so if this rerun is lost the next
+    # fragment run asks for it again.
+    if st.session_state.get("live_ids", set()) - {j.id for j in active}:
         st.rerun()  # a run just ended: refresh the whole page so its results and lists update
 
     st.subheader("Training now" if active else "Latest run")
@@ -222,6 +233,7 @@ def images_per_second(history) -> float:
     return statistics.median(rates) if rates else float("nan")
 
 
+st.session_state.live_ids = {j.id for j in manager.jobs_for(owner) if j.active}
 live_section()
 
 # --- Runs -------------------------------------------------------------------
