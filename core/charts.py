@@ -12,6 +12,21 @@ from core.training import History
 MARGIN = dict(l=10, r=10, t=40, b=10)
 
 
+MAX_BATCH_POINTS = 600
+
+
+def thin_batch_losses(losses: list[float], per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (epoch positions, losses) with at most MAX_BATCH_POINTS points, each the mean of
+    consecutive batches, so a live chart of 10 epochs stays small enough to resend twice a second."""
+    y = np.asarray(losses, dtype=np.float64)
+    x = np.arange(1, len(y) + 1) / per_epoch
+    if len(y) <= MAX_BATCH_POINTS:
+        return x, y
+    edges = np.linspace(0, len(y), MAX_BATCH_POINTS + 1).astype(int)
+    means = np.add.reduceat(y, edges[:-1]) / np.diff(edges)
+    return x[edges[1:] - 1], means
+
+
 def training_curves(runs: list[tuple[str, History]], epochs_total: int | None = None) -> go.Figure:
     """Validation loss and accuracy per epoch, and training loss per batch, one colour per run.
 
@@ -27,9 +42,8 @@ def training_curves(runs: list[tuple[str, History]], epochs_total: int | None = 
         fig.add_trace(go.Scatter(x=epochs, y=[e["val_acc"] for e in history.epochs], name=name,
                                  legendgroup=name, showlegend=False, mode="lines+markers",
                                  line_color=color), row=1, col=2)
-        per_epoch = max(history.batches_per_epoch, 1)
-        x = np.arange(1, len(history.batch_loss) + 1) / per_epoch
-        fig.add_trace(go.Scatter(x=x, y=history.batch_loss, name=name, legendgroup=name,
+        x, y = thin_batch_losses(history.batch_loss, max(history.batches_per_epoch, 1))
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name,
                                    showlegend=False, mode="lines", line=dict(color=color, width=1)),
                       row=1, col=3)
     fig.update_xaxes(title_text="epoch")
