@@ -125,3 +125,16 @@ def test_cli_rejects_missing_cuda(capsys):
     captured = capsys.readouterr()
     assert USAGE in captured.err
     assert "device 'cuda' is not available on this machine" in captured.err
+
+
+def test_cli_diverged_loss_prints_one_line(capsys, monkeypatch):
+    # The command line caps the learning rate at 2, where these models do not diverge, so the
+    # cap is lifted for this test; hidden (256, 256) at lr 1e6 reaches an infinite loss.
+    monkeypatch.setattr("core.config.LR_RANGE", (1e-4, 1e7))
+    status = train.main(["--hidden", "256", "256", "--lr", "1e6", "--epochs", "1", "--subset", "2000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert len(err) == 1
+    assert err[0].startswith("error: the loss diverged (NaN or infinite) at epoch 1, batch ")
+    assert "learning rate 1e+06 is too high" in err[0]
+    assert "Traceback" not in err[0]
