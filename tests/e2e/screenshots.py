@@ -4,7 +4,7 @@ Run from the repository root: `.venv/bin/python -m tests.e2e.screenshots`
 (or `.venv/bin/python tests/e2e/screenshots.py`). It starts the app on a free
 port of 127.0.0.1, trains the tutorial recipe (10 epochs, under a minute on an
 idle 2-core CPU), draws a 7 on the Predict page, and saves home.png,
-dataset.png, train.png and predict.png.
+dataset.png, train.png, predict.png and three views of the Inspect page.
 """
 
 from __future__ import annotations
@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
             expect(page.locator(".st-key-probabilities .js-plotly-plot")).to_be_attached()
             print(f"predict: drew a 7, the page shows {prediction.inner_text()!r}")
             save(page, args.out / "predict.png")
+
+            harness.open_page(page, server.url, "/inspect", "Inspect a network", owner)
+            expect(page.get_by_text("Confusion matrix")).to_be_visible()
+            save(page, args.out / "inspect-evaluation.png")
+            for tab, name in (("The network", "inspect-network.png"), ("One digit", "inspect-digit.png")):
+                page.get_by_role("tab", name=tab).click()
+                harness.wait_for_app(page)
+                save(page, args.out / name)
         finally:
             browser.close()
     return 0
