@@ -246,17 +246,24 @@ if not jobs:
                f"(up to {manager.max_runs_per_owner} runs; the oldest is removed first).")
     st.stop()
 
-rows = []
-for job in jobs:
-    history = job.snapshot()
-    last = history.epochs[-1] if history.epochs else {}
-    rows.append({"run": job.name, "state": job.state, "val acc": last.get("val_acc"),
-                 "epochs": max(len(history.epochs) - 1, 0), "s/epoch": seconds_per_epoch(history),
-                 "images/s": images_per_second(history), "device": job.device, "config": summary(job)})
-st.dataframe(rows, hide_index=True, width="stretch",
-             column_config={"val acc": st.column_config.NumberColumn(format="percent"),
-                            "s/epoch": st.column_config.NumberColumn(format="%.2f"),
-                            "images/s": st.column_config.NumberColumn(format="%d")})
+@st.fragment(run_every=0.5 if any(j.active for j in jobs) else None)
+def runs_table() -> None:
+    """The Runs table refreshes itself while runs train, so it shows a run's end even when the
+    full rerun that the live section asks for is delayed by a busy server."""
+    rows = []
+    for job in manager.jobs_for(owner):
+        history = job.snapshot()
+        last = history.epochs[-1] if history.epochs else {}
+        rows.append({"run": job.name, "state": job.state, "val acc": last.get("val_acc"),
+                     "epochs": max(len(history.epochs) - 1, 0), "s/epoch": seconds_per_epoch(history),
+                     "images/s": images_per_second(history), "device": job.device, "config": summary(job)})
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"val acc": st.column_config.NumberColumn(format="percent"),
+                                "s/epoch": st.column_config.NumberColumn(format="%.2f"),
+                                "images/s": st.column_config.NumberColumn(format="%d")})
+
+
+runs_table()
 
 names = {job.id: job.name for job in jobs}
 compare = st.multiselect("Compare the curves of", list(names), format_func=names.get,
