@@ -63,6 +63,7 @@ if mode == "Draw a digit":
     left, right = st.columns([1, 2])
     with left:
         st.write("Draw one digit, large and centred or anywhere: it is cropped and centred for you.")
+        st.write("")  # room for the canvas toolbar, which floats above the canvas
         result = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
                            height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
                            return_image_data=True, key=f"canvas_{st.session_state.canvas_version}")

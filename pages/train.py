@@ -115,8 +115,8 @@ with right:
                      format_func=lambda v: f"{v:g}")
     st.select_slider("Batch size", BATCH_CHOICES, DEFAULTS["cfg_batch"], key="cfg_batch")
     st.slider("Epochs", EPOCHS_RANGE[0], 50, DEFAULTS["cfg_epochs"], key="cfg_epochs")
-    st.checkbox("Then train more epochs at another learning rate (the tutorial's second phase)",
-                DEFAULTS["cfg_then"], key="cfg_then")
+    st.checkbox("Add a second phase at another learning rate", DEFAULTS["cfg_then"], key="cfg_then",
+                help="As in the tutorial: 5 epochs at 0.5, then 5 more at 0.1.")
     if st.session_state.cfg_then:
         c1, c2 = st.columns(2)
         c1.slider("Further epochs", EPOCHS_RANGE[0], 50, DEFAULTS["cfg_then_epochs"], key="cfg_then_epochs")

@@ -1,9 +1,10 @@
 """Fixtures for the browser suite: one app server per session, one chromium per test module,
 a fresh browser context per test, and one trained run per module for the Predict and reload tests.
 
-chromium is started per module, not per session, because Playwright's sync API keeps an asyncio
-event loop running in the main thread while it is started, so a module that calls asyncio.run
-itself (test_load.py, through bench/load.py) fails while another module's browser is open."""
+chromium is started per module, not per session. Playwright's sync API keeps an asyncio event loop
+running in the main thread while it is started, and asyncio.run then raises RuntimeError. So a
+module that calls asyncio.run itself (test_load.py, through bench/load.py) needs every other
+module's browser closed."""
 
 from __future__ import annotations
 

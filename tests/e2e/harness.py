@@ -30,6 +30,8 @@ SERVER_START_TIMEOUT_S = 90
 # One script run of a page, including the first load of MNIST into the server (a few seconds).
 SCRIPT_RUN_TIMEOUT_S = 60
 OWNER_PATTERN = re.compile(r"[?&]user=([0-9a-f]{16})")
+# Health checks go straight to 127.0.0.1, never through a proxy from http_proxy and the like.
+DIRECT_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port() -> int:
@@ -43,13 +45,15 @@ class StreamlitServer:
     """The app served by `streamlit run` in a child process, with its output in a log file.
 
     Use as a context manager, or call start() and stop(). stop() terminates the
-    process, then kills it if it has not exited within 10 s."""
+    process, kills it if it has not exited within 10 s, and deletes the log file."""
 
     def __init__(self, port: int | None = None, env: dict[str, str] | None = None):
         self.port = port or free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.env = {**os.environ, **(env or {})}
-        self.log_path = Path(tempfile.mkstemp(prefix="mnist-studio-e2e-", suffix=".log")[1])
+        log_fd, log_name = tempfile.mkstemp(prefix="mnist-studio-e2e-", suffix=".log")
+        os.close(log_fd)
+        self.log_path = Path(log_name)
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = SERVER_START_TIMEOUT_S) -> "StreamlitServer":
@@ -75,7 +79,7 @@ class StreamlitServer:
                 raise RuntimeError(f"the Streamlit server exited with code {self.process.returncode} "
                                    f"before it was healthy. Its log:\n{self.log()}")
             try:
-                with urllib.request.urlopen(health, timeout=2) as response:
+                with DIRECT_OPENER.open(health, timeout=2) as response:
                     if response.read().decode().strip() == "ok":
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -85,17 +89,20 @@ class StreamlitServer:
                            f"The server's log:\n{self.log()}")
 
     def log(self) -> str:
+        """Return the server's output so far, or a note once stop() has deleted the log file."""
+        if not self.log_path.exists():
+            return "(no log: the server was stopped and its log file deleted)"
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "StreamlitServer":
         return self.start()
@@ -146,7 +153,7 @@ def owner_of(page: Page) -> str:
 
 def go_to_page_via_sidebar(page: Page, title: str, heading: str) -> None:
     """Click a page's link in the sidebar navigation and wait for its heading."""
-    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title).click()
+    page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=title, exact=True).click()
     wait_for_app(page, heading)
 
 
@@ -183,19 +190,22 @@ def wait_until(condition, timeout_s: float, message: str, interval_s: float = 0.
         time.sleep(interval_s)
 
 
-def live_batch_losses(page: Page) -> int:
-    """Return how many per-batch training losses the live chart shows, or -1 without a chart.
+def live_epochs_shown(page: Page) -> float:
+    """Return how many epochs of training loss the live chart shows, or -1 without a chart.
 
-    While Streamlit replaces a chart the old plot element can linger beside the new one,
-    so this takes the longest trace of the plots in the live chart's container."""
+    The per-batch trace may be thinned to fewer points (core.charts.thin_batch_losses), but its
+    last x is always the number of batches so far divided by the batches per epoch. Plotly
+    receives the arrays base64-encoded, so this reads the decoded ones from its internal
+    _fullData (plotly.js as bundled with Streamlit 1.67). While Streamlit replaces a chart the
+    old plot element can linger beside the new one, so this takes the largest value."""
     return page.evaluate(
         """([selector, trace]) => {
-            const plots = document.querySelectorAll(selector + ' .js-plotly-plot');
-            let longest = -1;
-            for (const plot of plots) {
-                if (plot.data && plot.data.length > trace) longest = Math.max(longest, plot.data[trace].y.length);
+            let shown = -1;
+            for (const plot of document.querySelectorAll(selector + ' .js-plotly-plot')) {
+                const x = plot._fullData && plot._fullData.length > trace ? plot._fullData[trace].x : null;
+                if (x && x.length) shown = Math.max(shown, x[x.length - 1]);
             }
-            return longest;
+            return shown;
         }""", [LIVE_CHART, BATCH_LOSS_TRACE])
 
 
