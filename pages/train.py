@@ -30,14 +30,15 @@ DEFAULTS = {"cfg_dataset": "mnist", "cfg_layers": 1, "cfg_activation": "relu", "
 for layer in range(MAX_HIDDEN_LAYERS):
     DEFAULTS[f"cfg_units_{layer}"] = 32
 
-assert LR_RANGE[0] == LR_CHOICES[0] and LR_RANGE[1] == LR_CHOICES[-1]
-assert BATCH_SIZE_RANGE[0] == BATCH_CHOICES[0] and BATCH_SIZE_RANGE[1] == BATCH_CHOICES[-1]
+# The sliders span exactly the ranges that TrainConfig.validate accepts.
+assert (LR_CHOICES[0], LR_CHOICES[-1]) == LR_RANGE
+assert (BATCH_CHOICES[0], BATCH_CHOICES[-1]) == BATCH_SIZE_RANGE
 
 owner = owner_id()
 manager = get_manager()
-# Each widget also gets its default as `value`: if Streamlit ever drops a widget's state (seen
-# under load, with the live fragment rerunning beside full reruns), it falls back to the default
-# rather than to its minimum (seed 0, learning rate 1e-4).
+# Each widget also gets its default as `value`. Under load, with the live fragment rerunning beside
+# full reruns, Streamlit was seen to drop a widget's state; the widget then falls back to this
+# default rather than to its minimum (seed 0, learning rate 1e-4).
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
 
@@ -184,7 +185,7 @@ def live_section() -> None:
     jobs = manager.jobs_for(owner)
     active = [j for j in jobs if j.active]
     # live_ids is written only by full page runs (below), so if this rerun is lost the next
-    # fragment run asks for it again.
+    # fragment run requests it again.
     if st.session_state.get("live_ids", set()) - {j.id for j in active}:
         st.rerun()  # a run just ended: refresh the whole page so its results and lists update
 
@@ -249,7 +250,7 @@ if not jobs:
 @st.fragment(run_every=0.5 if any(j.active for j in jobs) else None)
 def runs_table() -> None:
     """The Runs table refreshes itself while runs train, so it shows a run's end even when the
-    full rerun that the live section asks for is delayed by a busy server."""
+    full rerun that the live section requests is delayed by a busy server."""
     rows = []
     for job in manager.jobs_for(owner):
         history = job.snapshot()
