@@ -171,3 +171,19 @@ def test_inspect_page_renders_every_view(mnist):
     gallery[0].click().run()
     assert not at.exception
     assert any("true class" in m.value for m in at.markdown)
+
+
+def test_app_curves_match_headless_training(mnist):
+    # The Train page and `python -m core.train` share prepare_run and train_phases, so the same
+    # config and seed must give the same validation curve on the CPU.
+    from core.training import prepare_run, train_phases
+
+    at = train_quick_run(open_page("pages/train.py"))
+    job = next(iter(at.session_state.runs.values()))
+    assert job.state == "done", job.message
+
+    state = prepare_run(job.config, mnist)
+    headless = train_phases(state, job.config.phases)
+    app_curve = [e["val_acc"] for e in job.history.epochs]
+    headless_curve = [e["val_acc"] for e in headless.epochs]
+    assert app_curve == headless_curve
