@@ -275,6 +275,7 @@ class JobManager:
         try:
             self._train(job, resolve_device(job.config.device))
         except torch.OutOfMemoryError:
+            # NOTE: this fallback has not run on a GPU yet; no test machine here has one.
             torch.cuda.empty_cache()
             log.warning("run %s ran out of GPU memory; retrying on the CPU", job.id)
             job.message = "the GPU ran out of memory, so this run fell back to the CPU"

@@ -83,3 +83,8 @@ def history_of(job) -> History:
 def dataset_present(name: str) -> bool:
     """Whether a dataset's files are verified in the cache (MD5s are checked at most every 5 minutes)."""
     return data.is_present(data.get_spec(name))
+
+
+def trained_runs(owner: str) -> list:
+    """Return the owner's runs that have a model and are not training, oldest first."""
+    return [j for j in get_manager().jobs_for(owner) if j.model_state is not None and not j.active]

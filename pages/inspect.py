@@ -4,8 +4,8 @@ import streamlit as st
 
 from core import charts, data, figures, introspect
 from core.export import code_of_run, export_script
-from pages.common import (dataset_error, get_manager, get_splits, owner_id, require_router, show_notices,
-                          summary)
+from pages.common import (dataset_error, get_splits, owner_id, require_router, show_notices,
+                          summary, trained_runs)
 
 require_router()
 
@@ -14,11 +14,10 @@ GALLERY_SIZE = 20
 LAST_DRAWING_KEY = "last_drawing"
 
 owner = owner_id()
-manager = get_manager()
 st.title("Inspect a network")
 show_notices()
 
-runs = [j for j in manager.jobs_for(owner) if j.model_state is not None and not j.active]
+runs = trained_runs(owner)
 if not runs:
     st.info("There is no trained model yet. Train one on the Train page, then come back here.")
     st.stop()

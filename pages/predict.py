@@ -6,8 +6,8 @@ import torch
 
 from core import charts, data, preprocess
 from core.model import predict_proba
-from pages.common import (dataset_error, get_manager, get_splits, owner_id, require_router, show_notices,
-                          summary)
+from pages.common import (dataset_error, get_splits, owner_id, require_router, show_notices,
+                          summary, trained_runs)
 
 require_router()
 
@@ -19,11 +19,10 @@ STEP_TITLES = {"ink": "1. canvas", "cropped": "2. cropped to the ink", "stroke":
                "scaled": "4. longest side 20 px", "centred": "5. 28x28, centre of mass centred"}
 
 owner = owner_id()
-manager = get_manager()
 st.title("Predict")
 show_notices()
 
-runs = [j for j in manager.jobs_for(owner) if j.model_state is not None and not j.active]
+runs = trained_runs(owner)
 if not runs:
     st.info("There is no trained model yet. Open the **Train** page and press **Train** "
             "(the Drawing recipe gives the best results on drawn digits); then come back here.")
