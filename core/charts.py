@@ -87,7 +87,7 @@ def pixel_histogram_chart(counts: np.ndarray, edges: np.ndarray) -> go.Figure:
 
 
 def pixel_values(image: np.ndarray, title: str) -> go.Figure:
-    """One 28x28 image as a heatmap with each pixel's value written on it."""
+    """Draw one 28x28 image as a heatmap with each pixel's value written on it."""
     fig = go.Figure(go.Heatmap(z=image, colorscale="gray", text=image.astype(int), texttemplate="%{text}",
                                textfont=dict(size=7), showscale=False))
     fig.update_yaxes(autorange="reversed", scaleanchor="x")

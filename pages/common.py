@@ -33,10 +33,10 @@ def get_manager() -> JobManager:
 def require_router() -> None:
     """Make sure streamlit_app.py's st.navigation runs this page.
 
-    NOTE: Streamlit 1.67 decides per process whether the app uses the old
-    pages/ folder mode from the first request: when that request is for a
-    page URL such as /train, it runs pages/train.py directly and the router
-    (page titles, wide layout) never runs. Each page calls this first; it
+    NOTE: Streamlit 1.67 decides once per process, at the first request,
+    whether the app uses the old pages/ folder mode. When that request is for
+    a page URL such as /train, it runs pages/train.py directly, so the router
+    (page titles, wide layout) never runs. Each page calls this first, and it
     switches the process to the router and reruns."""
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -66,7 +66,7 @@ def dataset_error(exc: Exception) -> None:
 
 
 def summary(job) -> str:
-    """One line that describes a run's config."""
+    """Describe a run's config in one line."""
     c = job.config
     layers = "-".join(str(h) for h in (784, *c.hidden, 10))
     phases = ", ".join(f"{p.epochs}@{p.lr:g}" for p in c.phases)
@@ -81,7 +81,7 @@ def history_of(job) -> History:
 
 @st.cache_data(ttl=300, show_spinner=False)
 def dataset_present(name: str) -> bool:
-    """Whether a dataset's files are verified in the cache (MD5s are checked at most every 5 minutes)."""
+    """Return whether a dataset's files are verified in the cache; MD5s are rechecked at most every 5 minutes."""
     return data.is_present(data.get_spec(name))
 
 

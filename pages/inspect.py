@@ -57,8 +57,8 @@ with evaluation:
 
     normalised = st.toggle("Show each row as fractions", key="confusion_normalised")
     matrix = introspect.confusion_matrix(result.true, result.predicted)
-    shown = introspect.normalize_rows(matrix) if normalised else matrix
-    st.plotly_chart(figures.confusion_figure(shown, spec.classes, normalized=normalised), width="stretch")
+    displayed_matrix = introspect.normalize_rows(matrix) if normalised else matrix
+    st.plotly_chart(figures.confusion_figure(displayed_matrix, spec.classes, normalized=normalised), width="stretch")
     st.plotly_chart(figures.per_class_accuracy_figure(introspect.per_class_accuracy(result.true, result.predicted),
                                                       spec.classes), width="stretch")
 
@@ -119,8 +119,8 @@ with network:
 
 with one_digit:
     choices = ["a test image"] + (["my last drawing"] if LAST_DRAWING_KEY in st.session_state else [])
-    what = st.radio("Trace", choices, horizontal=True, key="trace_source")
-    if what == "my last drawing":
+    trace_source = st.radio("Trace", choices, horizontal=True, key="trace_source")
+    if trace_source == "my last drawing":
         image = st.session_state[LAST_DRAWING_KEY][0]
     else:
         index = st.number_input(f"Test image (0 to {len(splits.test_labels) - 1})", 0,

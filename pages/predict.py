@@ -12,8 +12,8 @@ from pages.common import (dataset_error, get_splits, owner_id, require_router, s
 require_router()
 
 CANVAS_SIZE = 280
-# AppTest cannot draw on the canvas component; a test puts an RGBA array under
-# this session-state key and the page reads it in place of the canvas.
+# AppTest cannot draw on the canvas component. So a test puts an RGBA array under
+# this session-state key, and the page reads it in place of the canvas.
 CANNED_CANVAS_KEY = "canned_canvas"
 STEP_TITLES = {"ink": "1. canvas", "cropped": "2. cropped to the ink", "stroke": "3. pen width evened",
                "scaled": "4. longest side 20 px", "centred": "5. 28x28, centre of mass centred"}

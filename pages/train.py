@@ -37,7 +37,7 @@ assert (BATCH_CHOICES[0], BATCH_CHOICES[-1]) == BATCH_SIZE_RANGE
 owner = owner_id()
 manager = get_manager()
 # Each widget also gets its default as `value`. Under load, with the live fragment rerunning beside
-# full reruns, Streamlit was seen to drop a widget's state; the widget then falls back to this
+# full reruns, Streamlit was seen to drop a widget's state. The widget then falls back to this
 # default rather than to its minimum (seed 0, learning rate 1e-4).
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
@@ -192,7 +192,12 @@ def live_section() -> None:
     st.subheader("Training now" if active else "Latest run")
     for job in active:
         show_live(job)
-    current = active[-1] if active else (jobs[-1] if jobs else None)
+    if active:
+        current = active[-1]
+    elif jobs:
+        current = jobs[-1]
+    else:
+        current = None
     if current is None:
         st.info("No runs yet. Choose the settings above and press Train.")
         return
@@ -249,8 +254,8 @@ if not jobs:
 
 @st.fragment(run_every=0.5 if any(j.active for j in jobs) else None)
 def runs_table() -> None:
-    """The Runs table refreshes itself while runs train, so it shows a run's end even when the
-    full rerun that the live section requests is delayed by a busy server."""
+    """Show the Runs table, refreshed by itself while runs train, so it shows a run's end even
+    when the full rerun that the live section requests is delayed by a busy server."""
     rows = []
     for job in manager.jobs_for(owner):
         history = job.snapshot()

@@ -15,7 +15,7 @@ TIMEOUT = 120
 def open_page(page: str = "streamlit_app.py", owner: str | None = None) -> AppTest:
     """Run one page script on its own, for tests that click. AppTest (Streamlit 1.67)
     drops button clicks on a page reached with switch_page. `owner` opens the page
-    as the same user as an earlier AppTest, so it sees that user's runs."""
+    as the same user as an earlier AppTest, so it lists that user's runs."""
     at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
     if owner is not None:
         at.session_state.owner = owner
@@ -64,7 +64,8 @@ def test_dataset_page_renders():
     at = open_through_router("pages/dataset.py")
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "48,000" in text and "12,000" in text
+    assert "48,000" in text
+    assert "12,000" in text
 
 
 def test_dataset_page_fashion_mnist():
@@ -120,7 +121,7 @@ def test_predict_random_test_image(mnist):
     at.radio(key="predict_mode").set_value("Random test image").run()
     assert not at.exception
     assert any(m.value.startswith("### Prediction") for m in at.markdown)
-    assert at.success or at.error  # the page says whether the prediction is right
+    assert at.success or at.error  # the page shows whether the prediction is right
 
 
 def test_train_further_extends_history(mnist):

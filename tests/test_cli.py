@@ -128,8 +128,8 @@ def test_cli_rejects_missing_cuda(capsys):
 
 
 def test_cli_diverged_loss_prints_one_line(capsys, monkeypatch):
-    # The command line caps the learning rate at 2, where these models do not diverge, so the
-    # cap is lifted for this test; hidden (256, 256) at lr 1e6 reaches an infinite loss.
+    # The command line caps the learning rate at 2, where these models do not diverge, so this
+    # test lifts the cap. Hidden layers (256, 256) at lr 1e6 reach an infinite loss.
     monkeypatch.setattr("core.config.LR_RANGE", (1e-4, 1e7))
     status = train.main(["--hidden", "256", "256", "--lr", "1e6", "--epochs", "1", "--subset", "2000"])
     err = capsys.readouterr().err.strip().splitlines()

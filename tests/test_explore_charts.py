@@ -30,7 +30,8 @@ def test_pixel_histogram_counts_every_pixel(mnist):
     images = mnist.test_images[:500]
     counts, edges = explore.pixel_histogram(images, bins=32)
     assert counts.sum() == images.numel()
-    assert edges[0] == 0 and edges[-1] == 256
+    assert edges[0] == 0
+    assert edges[-1] == 256
     assert counts[0] > counts[1:].sum()  # most pixels are background
 
 

@@ -34,6 +34,18 @@ OWNER_PATTERN = re.compile(r"[?&]user=([0-9a-f]{16})")
 DIRECT_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def stop_process(process: subprocess.Popen | None, timeout_s: float = 10) -> None:
+    """Terminate a child process, and kill it if it has not exited within `timeout_s`."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -95,13 +107,7 @@ class StreamlitServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "StreamlitServer":

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.harness import HOST, ROOT, free_port
+from tests.e2e.harness import HOST, ROOT, free_port, stop_process
 
 SITE_CONFIG = ROOT / "docs" / "nginx" / "mnist-studio.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -143,13 +143,7 @@ class NginxProxy:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "NginxProxy":
