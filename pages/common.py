@@ -4,6 +4,7 @@ and the id that ties a browser tab's runs together across reloads."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 import streamlit as st
@@ -15,6 +16,26 @@ from core.training import History
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 OWNER_PARAM = "user"
+
+REFRESH_ENV = "MNIST_STUDIO_REFRESH_S"
+DEFAULT_REFRESH_S = 0.5
+REFRESH_RANGE_S = (0.2, 10.0)
+
+
+def refresh_seconds() -> float:
+    """Seconds between redraws of the live curves and the Runs table while a run trains:
+    $MNIST_STUDIO_REFRESH_S, else DEFAULT_REFRESH_S."""
+    raw = os.environ.get(REFRESH_ENV)
+    if raw is None:
+        return DEFAULT_REFRESH_S
+    low, high = REFRESH_RANGE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise ValueError(f"{REFRESH_ENV}={raw!r} is invalid: choose a number of seconds from {low:g} to {high:g}")
+    return value
 
 
 @st.cache_resource(show_spinner="Loading the dataset…")

@@ -15,7 +15,7 @@ from core.jobs import DIVERGED, FAILED, QUEUED, STOPPED
 from core.model import ACTIVATIONS, MAX_CHECKPOINT_BYTES, MAX_HIDDEN_LAYERS, checkpoint_bytes, load_checkpoint
 from core.train import PRESETS
 from core.training import History
-from pages.common import get_manager, owner_id, require_router, show_notices, summary
+from pages.common import get_manager, owner_id, refresh_seconds, require_router, show_notices, summary
 
 require_router()
 
@@ -180,7 +180,7 @@ def show_live(job) -> None:
         manager.stop(owner, job.id)
 
 
-@st.fragment(run_every=0.5 if any(j.active for j in manager.jobs_for(owner)) else None)
+@st.fragment(run_every=refresh_seconds() if any(j.active for j in manager.jobs_for(owner)) else None)
 def live_section() -> None:
     jobs = manager.jobs_for(owner)
     active = [j for j in jobs if j.active]
@@ -252,7 +252,7 @@ if not jobs:
                f"(up to {manager.max_runs_per_owner} runs; the oldest is removed first).")
     st.stop()
 
-@st.fragment(run_every=0.5 if any(j.active for j in jobs) else None)
+@st.fragment(run_every=refresh_seconds() if any(j.active for j in jobs) else None)
 def runs_table() -> None:
     """Show the Runs table, refreshed by itself while runs train, so it shows a run's end even
     when the full rerun that the live section requests is delayed by a busy server."""

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -188,3 +190,22 @@ def test_app_curves_match_headless_training(mnist):
     app_curve = [e["val_acc"] for e in job.history.epochs]
     headless_curve = [e["val_acc"] for e in headless.epochs]
     assert app_curve == headless_curve
+
+
+def test_refresh_interval_from_environment(monkeypatch):
+    from pages.common import DEFAULT_REFRESH_S, REFRESH_ENV, refresh_seconds
+
+    monkeypatch.delenv(REFRESH_ENV, raising=False)
+    assert refresh_seconds() == DEFAULT_REFRESH_S
+    monkeypatch.setenv(REFRESH_ENV, "2")
+    assert refresh_seconds() == 2.0
+
+
+def test_refresh_interval_rejects_invalid_values(monkeypatch):
+    from pages.common import REFRESH_ENV, refresh_seconds
+
+    for value in ("0", "fast", "nan", "60"):
+        monkeypatch.setenv(REFRESH_ENV, value)
+        with pytest.raises(ValueError, match=rf"{REFRESH_ENV}='{value}' is invalid: choose a number of seconds "
+                                             r"from 0\.2 to 10"):
+            refresh_seconds()
