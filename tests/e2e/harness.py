@@ -59,8 +59,12 @@ class StreamlitServer:
     Use as a context manager, or call start() and stop(). stop() terminates the
     process, kills it if it has not exited within 10 s, and deletes the log file."""
 
-    def __init__(self, port: int | None = None, env: dict[str, str] | None = None):
+    def __init__(self, port: int | None = None, env: dict[str, str] | None = None,
+                 command: list[str] | None = None, cwd: Path = ROOT):
+        """`command` replaces the default `streamlit run` command line; it must serve on `port`."""
         self.port = port or free_port()
+        self.command = command
+        self.cwd = cwd
         self.url = f"http://{HOST}:{self.port}"
         self.env = {**os.environ, **(env or {})}
         log_fd, log_name = tempfile.mkstemp(prefix="mnist-studio-e2e-", suffix=".log")
@@ -69,13 +73,14 @@ class StreamlitServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = SERVER_START_TIMEOUT_S) -> "StreamlitServer":
-        command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-                   "--server.port", str(self.port), "--server.address", HOST, "--server.headless", "true",
-                   # Other edits to the checkout must not trigger reruns or "source changed" prompts mid-test.
-                   "--server.fileWatcherType", "none",
-                   "--browser.gatherUsageStats", "false"]
+        command = self.command or [
+            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+            "--server.port", str(self.port), "--server.address", HOST, "--server.headless", "true",
+            # Other edits to the checkout must not trigger reruns or "source changed" prompts mid-test.
+            "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false"]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         try:
             self._wait_healthy(timeout_s)
         except BaseException:
