@@ -46,6 +46,10 @@ def training_curves(runs: list[tuple[str, History]], epochs_total: int | None = 
         fig.add_trace(go.Scatter(x=x, y=y, name=name, legendgroup=name,
                                    showlegend=False, mode="lines", line=dict(color=color, width=1)),
                       row=1, col=3)
+    if not runs:
+        # plotly.js draws no axes for a subplot without traces, so an empty frame gets one empty trace each.
+        for column in (1, 2, 3):
+            fig.add_trace(go.Scatter(x=[], y=[], showlegend=False, hoverinfo="skip"), row=1, col=column)
     fig.update_xaxes(title_text="epoch")
     if epochs_total:
         fig.update_xaxes(range=[-0.2, epochs_total + 0.2])

@@ -15,7 +15,8 @@ from core.jobs import DIVERGED, FAILED, QUEUED, STOPPED
 from core.model import ACTIVATIONS, MAX_CHECKPOINT_BYTES, MAX_HIDDEN_LAYERS, checkpoint_bytes, load_checkpoint
 from core.train import PRESETS
 from core.training import History
-from pages.common import get_manager, owner_id, refresh_seconds, require_router, show_notices, summary
+from pages.common import (get_manager, get_splits, owner_id, refresh_seconds, require_router, show_notices,
+                          summary)
 
 require_router()
 
@@ -142,6 +143,11 @@ with st.expander("Data split, seed, device and quick runs"):
                      help="Train on fewer images for a quick look; 'all' uses the whole training part.")
 
 config = config_from_widgets()
+# Load the chosen dataset with the page, once per server process, so the first run need not wait for it.
+try:
+    get_splits(config.dataset)
+except data.DataError as exc:
+    st.error(f"The dataset could not be loaded: {exc}")
 st.caption(f"Command line for this config: `{config.command_line()}`")
 if st.button("Train", type="primary"):
     job = submit(config)
@@ -199,7 +205,10 @@ def live_section() -> None:
     else:
         current = None
     if current is None:
-        st.info("No runs yet. Choose the settings above and press Train.")
+        st.info("No runs yet. Choose the settings above and press Train: the curves appear below.")
+        # The empty frame also makes the browser load its chart code now, not while the first run trains.
+        st.plotly_chart(charts.training_curves([], sum(phase.epochs for phase in config.phases)),
+                        width="stretch", key="live_curves")
         return
     history = current.snapshot()
     if history.epochs:

@@ -1,5 +1,6 @@
 """The real app through Streamlit's AppTest: every page renders, a run trains, a drawing is predicted."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,17 @@ def test_train_page_renders():
     at = open_through_router("pages/train.py")
     assert not at.exception
     assert at.title[0].value == "Train a network"
+
+
+def test_train_page_shows_empty_curves_frame():
+    at = open_page("pages/train.py")
+    assert "No runs yet" in at.info[0].value
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    figure = json.loads(charts[0].proto.spec)
+    assert [trace.get("x") for trace in figure["data"]] == [[], [], []]
+    # The frame spans the default schedule: 5 epochs.
+    assert figure["layout"]["xaxis"]["range"] == [-0.2, 5.2]
 
 
 def test_predict_without_model_says_how():
