@@ -400,6 +400,11 @@ def measure_device(device: torch.device, args, dataset_root: Path, splits: data.
 
     tutorial_s, tutorial_cpu_s = medians_after_warmup(clocks["tutorial_train"])
     studio_s, studio_cpu_s = medians_after_warmup(clocks["studio_train"])
+    # One epoch of the tutorial's fit: the training pass, then evaluate on the validation split.
+    tutorial_fit_s = median_after_warmup([train[0] + val[0] for train, val in
+                                          zip(clocks["tutorial_train"], clocks["tutorial_val"])])
+    studio_fit_s = median_after_warmup([train[0] + val[0] for train, val in
+                                        zip(clocks["studio_train"], clocks["studio_val"])])
     train_flops = 6 * parameters * n_train
     return {
         "device": device.type,
@@ -411,6 +416,9 @@ def measure_device(device: torch.device, args, dataset_root: Path, splits: data.
         "tutorial_cpu_s_per_epoch": tutorial_cpu_s,
         "studio_cpu_s_per_epoch": studio_cpu_s,
         "cpu_time_speedup": tutorial_cpu_s / studio_cpu_s,
+        "tutorial_fit_epoch_s": tutorial_fit_s,
+        "studio_fit_epoch_s": studio_fit_s,
+        "fit_epoch_speedup": tutorial_fit_s / studio_fit_s,
         "floor_s_per_epoch": train_flops / model_rate,
         "peak_floor_s_per_epoch": train_flops / peak_rate,
         "eager_floor_s_per_epoch": wall_parts["step"],
@@ -539,6 +547,26 @@ def compare_threads(args, splits: data.Splits) -> dict:
     return results
 
 
+def same_weights_with_1_and_2_threads(args, splits: data.Splits, steps: int = 200) -> bool:
+    """Train the same model from the same weights on the same batches with 1 and with 2 CPU
+    threads, and return whether the weights come out bit for bit equal."""
+    cpu = torch.device("cpu")
+    previous = torch.get_num_threads()
+    states = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        torch.manual_seed(args.seed)
+        model = StudioModel((args.hidden,))
+        opt = studio.make_optimizer("sgd", model.parameters(), args.lr)
+        loader = StudioDeviceDataLoader(splits.train_images[:48_000], splits.train_labels[:48_000],
+                                        args.batch_size, cpu, seed=args.seed)
+        for _, (xb, yb) in zip(range(steps), loader):
+            studio.loss_batch(model, F.cross_entropy, xb, yb, opt)
+        states.append(model.state_dict())
+    torch.set_num_threads(previous)
+    return all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
 def compare_threads_with_busy_core(args, splits: data.Splits) -> dict:
     """compare_threads while a second Python process spins on one core, as another user's job would."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -563,6 +591,9 @@ MAIN_ROWS = [
     ("tutorial pipeline, training epoch, CPU time (s)", "tutorial_cpu_s_per_epoch"),
     ("studio path, training epoch, CPU time (s)", "studio_cpu_s_per_epoch"),
     ("speedup in CPU time", "cpu_time_speedup"),
+    ("tutorial pipeline, training and validation as fit runs them (s)", "tutorial_fit_epoch_s"),
+    ("studio path, training and validation as fit runs them (s)", "studio_fit_epoch_s"),
+    ("speedup of a whole fit epoch", "fit_epoch_speedup"),
     ("eager floor: same steps on one fixed batch (s)", "eager_floor_s_per_epoch"),
     ("eager floor, CPU time (s)", "eager_floor_cpu_s_per_epoch"),
     ("compute floor at the model's matmul rate (s)", "floor_s_per_epoch"),
@@ -680,7 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     results = [measure_device(device, args, root, splits) for device in devices]
     choices = {"storage": {d.type: compare_storage(d, args, splits) for d in devices},
                "sgd": {d.type: compare_sgd(d, args) for d in devices},
-               "threads": compare_threads(args, splits)}
+               "threads": compare_threads(args, splits),
+               "same_weights_1_and_2_threads": same_weights_with_1_and_2_threads(args, splits)}
     if args.busy_core:
         choices["threads_busy_core"] = compare_threads_with_busy_core(args, splits)
     torch.set_num_threads(threads)
@@ -695,7 +727,9 @@ def main(argv: list[str] | None = None) -> int:
     print(main_table(results), "\n")
     for result in results:
         print(breakdown_table(result), "\n")
-    print(choices_table(choices), "\n")
+    print(choices_table(choices))
+    print(f"Same weights after 200 steps with 1 and with 2 CPU threads: "
+          f"{choices['same_weights_1_and_2_threads']}\n")
     for result in results:
         gaps = [abs(a - b) for a, b in zip(result["val_acc"]["tutorial"], result["val_acc"]["studio"])]
         print(f"{result['device'].upper()}: same initial weights: {result['same_initial_weights']}; "
@@ -707,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         default = next((r for r in results if r["device"] == get_default_device().type), results[0])
         summary = {key: default[key] for key in (
             "device", "tutorial_s_per_epoch", "studio_s_per_epoch", "speedup", "tutorial_cpu_s_per_epoch",
-            "studio_cpu_s_per_epoch", "cpu_time_speedup", "floor_s_per_epoch", "peak_floor_s_per_epoch",
+            "studio_cpu_s_per_epoch", "cpu_time_speedup", "tutorial_fit_epoch_s", "studio_fit_epoch_s",
+            "fit_epoch_speedup", "floor_s_per_epoch", "peak_floor_s_per_epoch",
             "eager_floor_s_per_epoch", "tutorial_val_s", "studio_val_s", "one_batch_val_s", "val_floor_s")}
         summary.update(devices=results, choices=choices, threads=threads, torch=torch.__version__,
                        load_average_before=load_before, load_average_after=load_after,
