@@ -272,13 +272,18 @@ class JobManager:
             self._finish(job, STOPPED, "cancelled before it started")
             return
         log.info("run %s (%s) of owner %s started: %s", job.id, job.name, job.owner, job.config.to_dict())
+        # fit appends to the history in place, and training further starts from job.history, so the
+        # CPU retry below needs the history as it was before the GPU attempt.
+        history_before = job.snapshot()
         try:
             self._train(job, resolve_device(job.config.device))
         except torch.OutOfMemoryError:
             # NOTE: this fallback has not run on a GPU yet; no test machine here has one.
             torch.cuda.empty_cache()
             log.warning("run %s ran out of GPU memory; retrying on the CPU", job.id)
-            job.message = "the GPU ran out of memory, so this run fell back to the CPU"
+            with job.lock:
+                job.history = history_before
+                job.message = "the GPU ran out of memory, so this run fell back to the CPU"
             try:
                 self._train(job, torch.device("cpu"))
             except Exception as exc:  # reported on the page; the job is marked failed
