@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from core.device import DeviceDataLoader, choose_threads, cpu_threads, resolve_d
 from core.model import MnistModel
 
 EVAL_BATCH_SIZE = 10_000
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 
 def accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -236,8 +238,12 @@ def prepare_run(config: TrainConfig, splits, device: torch.device | None = None)
         val_idx = val_idx[:max(config.subset // 4, 100)]
     train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
 
-    torch.manual_seed(config.seed)
-    model = MnistModel(config.hidden, config.activation).to(device)
+    # nn.Linear draws its initial weights from torch's global generator, which every thread shares.
+    # The lock keeps two runs that start at once from drawing from each other's seeded sequence.
+    with _GLOBAL_RNG_LOCK:
+        torch.manual_seed(config.seed)
+        model = MnistModel(config.hidden, config.activation)
+    model = model.to(device)
     opt = make_optimizer(config.optimizer, model.parameters(), config.phases[0].lr)
     train_dl = DeviceDataLoader(splits.train_images[train_idx], splits.train_labels[train_idx],
                                 config.batch_size, device, shuffle=True, seed=config.seed,

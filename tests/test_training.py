@@ -512,3 +512,28 @@ def test_command_line_round_trips(changes):
 
     assert parsed == config
     assert parsed.command_line() == config.command_line()
+
+
+def test_prepare_run_threads_same_weights(mnist):
+    """Runs that start at once in several threads, as the app's training jobs do, get the seed's weights."""
+    import threading
+
+    config = TrainConfig(hidden=(32,), phases=(Phase(1, 0.5),), seed=7, subset=1000)
+    expected = _weights(prepare_run(config, mnist, CPU).model)
+    threads_per_round, rounds = 4, 10
+    barrier = threading.Barrier(threads_per_round)
+    models = []
+
+    def start_run() -> None:
+        barrier.wait()
+        models.append(prepare_run(config, mnist, CPU).model)
+
+    for _ in range(rounds):
+        workers = [threading.Thread(target=start_run) for _ in range(threads_per_round)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(models) == threads_per_round * rounds
+    for model in models:
+        _assert_same_weights(model, expected)
