@@ -176,11 +176,15 @@ async def runs_table(page: Page) -> list[dict[str, str]]:
 
 
 async def live_batch_losses(page: Page) -> int:
-    """Return how many per-batch losses the live chart shows, or -1 when there is none."""
+    """Return how many per-batch losses the live chart shows, or -1 when there is none.
+
+    Streamlit sends numpy arrays base64-encoded, and plotly.js (as bundled with Streamlit 1.67) keeps
+    that encoded form in `data`, so this reads the decoded arrays in `_fullData`."""
     return await page.evaluate("""() => {
         const chart = document.querySelector('.st-key-live_curves .js-plotly-plot');
-        if (!chart || !chart.data || chart.data.length <= 2) return -1;
-        return chart.data[2].y.length;
+        if (!chart || !chart._fullData || chart._fullData.length <= 2) return -1;
+        const losses = chart._fullData[2].y;
+        return losses ? losses.length : -1;
     }""")
 
 

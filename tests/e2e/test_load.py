@@ -87,3 +87,13 @@ def test_threads_end_with_sessions(report: LoadReport):
         assert wave.threads_after <= report.threads_baseline + MAX_EXTRA_THREADS, (
             f"after group {number} the server had {wave.threads_after} threads, "
             f"{report.threads_baseline} at its baseline")
+
+
+def test_same_seed_same_accuracy(report: LoadReport):
+    """Every session trains the default config and seed, so under load too they all reach one accuracy."""
+    sessions = [r for r in all_sessions(report) if not r.error]
+    seeds = {r.owner: report.jobs[r.run_name].config["seed"] for r in sessions}
+    assert set(seeds.values()) == {42}, f"seeds the server trained, by owner: {seeds}"
+
+    accuracies = {r.owner: r.val_acc for r in sessions}
+    assert len(set(accuracies.values())) == 1, f"validation accuracy in each Runs table: {accuracies}"
