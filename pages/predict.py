@@ -15,6 +15,8 @@ CANVAS_SIZE = 280
 # AppTest cannot draw on the canvas component. So a test puts an RGBA array under
 # this session-state key, and the page reads it in place of the canvas.
 CANNED_CANVAS_KEY = "canned_canvas"
+# streamlit-drawable-canvas 0.13 labels its toolbar's bin button "Reset canvas & history".
+CLEAR_HINT = "Press the bin button above the canvas"
 STEP_TITLES = {"ink": "1. canvas", "cropped": "2. cropped to the ink", "stroke": "3. pen width evened",
                "scaled": "4. longest side 20 px", "centred": "5. 28x28, centre of mass centred"}
 
@@ -58,18 +60,17 @@ def show_prediction(image: torch.Tensor) -> np.ndarray:
 if mode == "Draw a digit":
     from streamlit_drawable_canvas import st_canvas
 
-    st.session_state.setdefault("canvas_version", 0)
     left, right = st.columns([1, 2])
     with left:
         st.write("Draw one digit, large and centred or anywhere: it is cropped and centred for you.")
         st.write("")  # room for the canvas toolbar, which floats above the canvas
+        # The toolbar's bin button clears the canvas in the browser at the click. A Clear button of the
+        # page's own would have to give the canvas a new key. Until the rerun showed the new canvas, the
+        # old one took strokes and then dropped them (40 of 40 strokes drawn at once on a 2-core VM).
         result = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
                            height=CANVAS_SIZE, width=CANVAS_SIZE, drawing_mode="freedraw",
-                           return_image_data=True, key=f"canvas_{st.session_state.canvas_version}")
-        if st.button("Clear"):
-            st.session_state.canvas_version += 1
-            st.session_state.pop(CANNED_CANVAS_KEY, None)
-            st.rerun()
+                           return_image_data=True, key="canvas")
+        st.caption(f"{CLEAR_HINT} to start again.")
     rgba = st.session_state.get(CANNED_CANVAS_KEY)
     if rgba is None and result is not None:
         rgba = result.image_data
@@ -77,7 +78,7 @@ if mode == "Draw a digit":
         try:
             stages = preprocess.steps(rgba) if rgba is not None else None
         except ValueError as exc:
-            st.error(f"The drawing could not be read: {exc}. Press Clear and draw again.")
+            st.error(f"The drawing could not be read: {exc}. {CLEAR_HINT} and draw again.")
             st.stop()
         if stages is None:
             st.info("Draw a digit on the black canvas to see a prediction.")

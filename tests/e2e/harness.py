@@ -304,26 +304,40 @@ DIGIT_STROKES = {
 }
 
 
+# streamlit-drawable-canvas 0.13's toolbar button that empties the canvas (a bin icon).
+CLEAR_CANVAS_BUTTON = "Reset canvas & history"
+
+
+def draw_once(page: Page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Draw mouse strokes on the Predict page's canvas once, without checking that the canvas took them."""
+    canvas = page.locator(CANVAS)
+    expect(canvas).to_be_visible()
+    box = canvas.bounding_box()
+    if box is None:
+        raise AssertionError("the canvas was removed from the page between finding it and drawing on it")
+    for stroke in strokes:
+        (x, y), *rest = stroke
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=10)
+        page.mouse.up()
+
+
 def draw(page: Page, strokes: list[list[tuple[float, float]]], attempts: int = 3) -> None:
     """Draw mouse strokes on the Predict page's canvas, then wait for the app's rerun.
 
     The canvas's Undo button turns enabled once a stroke is drawn. When it stays disabled,
     the strokes are drawn again, up to `attempts` times in all."""
-    canvas = page.locator(CANVAS)
     undo = page.get_by_role("button", name="Undo", exact=True)
     for _ in range(attempts):
-        expect(canvas).to_be_visible()
-        box = canvas.bounding_box()
-        for stroke in strokes:
-            (x, y), *rest = stroke
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"])
-            page.mouse.down()
-            for x, y in rest:
-                page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=10)
-            page.mouse.up()
-        # NOTE: right after Clear remounts the canvas (streamlit-drawable-canvas 0.13), the new
-        # canvas sometimes drops a stroke that comes at once: it stays black and Undo stays
-        # disabled. A stress run of 24 drawings on a busy 2-core VM saw this once.
+        draw_once(page, strokes)
+        # NOTE: a canvas that has just mounted can miss strokes. streamlit-drawable-canvas 0.13 loads
+        # its stylesheet through a <link> in the component's shadow root. Until the sheet applies, the
+        # canvas is laid out about 290 px lower, so strokes aimed at that bounding box miss it. Drawn as
+        # soon as the page showed a freshly mounted canvas, 7 of 80 strokes missed on a 2-core VM at
+        # load average 15, and 0 of 40 on the idle VM. The toolbar's bin button clears the canvas in
+        # place, so a canvas mounts only when the page opens or the input mode changes to "Draw a digit".
         try:
             expect(undo).to_be_enabled(timeout=3000)
             break
@@ -332,6 +346,37 @@ def draw(page: Page, strokes: list[list[tuple[float, float]]], attempts: int = 3
     else:
         raise AssertionError(f"the canvas took none of {attempts} tries at drawing: its Undo button stayed disabled")
     wait_for_app(page)
+
+
+def wait_for_idle(page: Page, quiet_s: float = 1.0, timeout_s: float = SCRIPT_RUN_TIMEOUT_S) -> None:
+    """Block until no script run has been in progress for `quiet_s` seconds.
+
+    wait_for_app can return in the gap between two reruns, for example before the rerun that a
+    stroke starts: streamlit-drawable-canvas 0.13 sends a drawing 200 ms after the mouse button
+    is released."""
+    app = page.locator("[data-testid=stApp]")
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    while time.monotonic() < deadline:
+        if app.get_attribute("data-test-script-state") == "notRunning":
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= quiet_s:
+                return
+        else:
+            idle_since = None
+        time.sleep(0.05)
+    raise TimeoutError(f"the app was not idle for {quiet_s:g} s in a row within {timeout_s:.0f} s")
+
+
+def canvas_red(page: Page, x: float, y: float) -> int:
+    """Return the red channel, 0 to 255, of the Predict page's canvas at (x, y) in fractions of its side.
+
+    The page draws white on black, so this is the pixel's brightness. It reads the canvas that
+    contains the finished strokes: streamlit-drawable-canvas 0.13 gives its drawing canvas the class
+    dc-canvas, and Fabric.js adds lower-canvas to it and copies dc-canvas to its upper-canvas."""
+    drawing = page.locator("[data-testid=stBidiComponentIsolated] canvas.dc-canvas.lower-canvas")
+    return drawing.evaluate("""(canvas, [x, y]) => canvas.getContext("2d").getImageData(
+        Math.round(x * (canvas.width - 1)), Math.round(y * (canvas.height - 1)), 1, 1).data[0]""", [x, y])
 
 
 # --- Screenshots -----------------------------------------------------------------
