@@ -92,7 +92,10 @@ def _load_error_reason(exc: Exception) -> str:
         if isinstance(cause, pickle.UnpicklingError) and str(cause).strip():
             text += f": {str(cause).strip()}"
     lines = text.strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError):
+        return lines[0][:200]
+    # Other errors can be as bare as "101" (a KeyError), so they keep their type's name.
+    return f"torch.load raised {type(exc).__name__}" + (f": {lines[0][:200]}" if lines else "")
 
 
 def load_checkpoint(path_or_bytes) -> tuple[MnistModel, dict]:
@@ -113,6 +116,8 @@ def load_checkpoint(path_or_bytes) -> tuple[MnistModel, dict]:
             data = path.read_bytes()
         except OSError as exc:
             raise ValueError(f"{name}: cannot be read ({exc.strerror})") from None
+    if not data:
+        raise ValueError(f"{name}: the file is empty (0 bytes)")
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"{name}: {len(data)} bytes is larger than the "
                          f"{MAX_CHECKPOINT_BYTES // 2**20} MiB limit for a checkpoint")

@@ -236,7 +236,22 @@ def test_checkpoint_rejects_truncated_file(tmp_path):
     _assert_rejected(path, "not a readable PyTorch checkpoint")
 
 
-@pytest.mark.parametrize("size", [0, 10, 4096])
+@pytest.mark.parametrize("content", [b"", pytest.param(None, id="empty-path")])
+def test_checkpoint_rejects_empty_file(tmp_path, content):
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+
+    _assert_rejected(path if content is None else content, "the file is empty (0 bytes)")
+
+
+def test_checkpoint_error_names_exception_type(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello notes\n")
+
+    _assert_rejected(path, "not a readable PyTorch checkpoint", "torch.load raised KeyError")
+
+
+@pytest.mark.parametrize("size", [10, 4096])
 def test_checkpoint_rejects_random_bytes(tmp_path, size):
     path = tmp_path / "random.pt"
     path.write_bytes(random.Random(size).randbytes(size))
