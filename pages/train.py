@@ -58,6 +58,8 @@ def apply_preset(name: str) -> None:
         st.session_state.cfg_then_epochs, st.session_state.cfg_then_lr = rest[0].epochs, rest[0].lr
     st.session_state.cfg_batch = preset.get("batch_size", 100)
     st.session_state.cfg_augment = preset.get("augment", False)
+    # Both recipes are for handwritten digits: the tutorial's dataset, and the Predict page's canvas.
+    st.session_state.cfg_dataset = "mnist"
     st.session_state.cfg_optimizer = preset.get("optimizer", "sgd")
     st.session_state.cfg_activation = preset.get("activation", "relu")
 

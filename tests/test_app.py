@@ -221,3 +221,12 @@ def test_refresh_interval_rejects_invalid_values(monkeypatch):
         with pytest.raises(ValueError, match=rf"{REFRESH_ENV}='{value}' is invalid: choose a number of seconds "
                                              r"from 0\.2 to 10"):
             refresh_seconds()
+
+
+def test_recipe_selects_mnist():
+    at = open_page("pages/train.py")
+    at.session_state.cfg_dataset = "fashion-mnist"
+    at.run()
+    next(b for b in at.button if b.label.startswith("Tutorial:")).click().run()
+    assert at.session_state.cfg_dataset == "mnist"
+    assert "--dataset mnist" in at.caption[0].value
