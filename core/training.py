@@ -83,6 +83,32 @@ class History:
         return self.epochs[-1]
 
 
+# A finished run "did not learn" when its validation accuracy ends at most this far above epoch 0's.
+NO_LEARNING_MARGIN = 0.01
+# Such a run's learning rate was too high when some batch's loss rose above this many times the first batch's.
+LOSS_RISE_FACTOR = 2.0
+
+
+def learning_problem(history: History) -> str | None:
+    """Explain why a run's validation accuracy did not rise above epoch 0's, or return None if it did.
+
+    A training loss that rose well above its first value means a learning rate that is too high,
+    even when the loss never became NaN or infinite. Otherwise the run moved too little."""
+    if len(history.epochs) < 2 or not history.batch_loss:
+        return None
+    first, last = history.epochs[0]["val_acc"], history.last["val_acc"]
+    if last > first + NO_LEARNING_MARGIN:
+        return None
+    lr = history.last["lr"]
+    start, peak = history.batch_loss[0], max(history.batch_loss)
+    summary = f"validation accuracy {last:.1%} is no better than the {first:.1%} before training"
+    if peak > LOSS_RISE_FACTOR * start:
+        return (f"{summary}, and the training loss rose from {start:.3g} to {peak:.3g}: learning rate {lr:g} "
+                f"is too high for this model; lower it (for example to {lr / 10:g}) and train again")
+    return (f"{summary}, and the training loss barely moved: learning rate {lr:g} is too low or the run too "
+            f"short; raise the learning rate or train for more epochs")
+
+
 @dataclass
 class Progress:
     """Callback payload: kind "batch" at a bounded rate, kind "epoch" after every epoch."""

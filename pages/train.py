@@ -11,10 +11,10 @@ from core import charts, data
 from core.config import (BATCH_SIZE_RANGE, EPOCHS_RANGE, LR_RANGE, OPTIMIZERS, VAL_PCT_RANGE, Phase,
                          TrainConfig)
 from core.export import export_script
-from core.jobs import DIVERGED, FAILED, QUEUED, STOPPED
+from core.jobs import DIVERGED, DONE, FAILED, QUEUED, STOPPED
 from core.model import ACTIVATIONS, MAX_CHECKPOINT_BYTES, MAX_HIDDEN_LAYERS, checkpoint_bytes, load_checkpoint
 from core.train import PRESETS
-from core.training import History
+from core.training import History, learning_problem
 from pages.common import (get_manager, get_splits, owner_id, refresh_seconds, require_router, show_notices,
                           summary)
 
@@ -231,6 +231,9 @@ def show_result(job, history) -> None:
         st.warning(f"{job.name}: {job.message}")
     elif job.message:
         st.info(f"{job.name}: {job.message}")
+    problem = learning_problem(history) if job.state in (DONE, STOPPED) else None
+    if problem:
+        st.warning(f"{job.name} did not learn: {problem}.")
     if len(history.epochs) > 1:
         last = history.last
         c1, c2, c3 = st.columns(3)
@@ -351,7 +354,8 @@ if uploaded is not None and st.session_state.get("restored_file") != uploaded.fi
                              restored_history)
         st.rerun()
     except (ValueError, TypeError) as exc:
-        st.error(f"{uploaded.name} was not restored: {exc}")
+        st.error(f"{uploaded.name} was not restored: {exc}. Upload a .pt file that this app's "
+                 "Download checkpoint button saved.")
 
 # --- CPU vs GPU -------------------------------------------------------------
 

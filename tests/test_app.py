@@ -223,6 +223,17 @@ def test_refresh_interval_rejects_invalid_values(monkeypatch):
             refresh_seconds()
 
 
+def test_run_that_did_not_learn_is_flagged(mnist):
+    at = open_page("pages/train.py")
+    at.session_state.cfg_optimizer = "adam"
+    at.session_state.cfg_lr = 2.0
+    at = train_quick_run(at)
+    assert not at.exception
+    warnings = [w.value for w in at.warning if "did not learn" in w.value]
+    assert len(warnings) == 1, [w.value for w in at.warning]
+    assert "learning rate 2 is too high" in warnings[0]
+
+
 def test_recipe_selects_mnist():
     at = open_page("pages/train.py")
     at.session_state.cfg_dataset = "fashion-mnist"

@@ -20,6 +20,7 @@ from core.training import (
     accuracy,
     evaluate,
     fit,
+    learning_problem,
     loss_batch,
     prepare_run,
     test_accuracy as measure_test_accuracy,
@@ -537,3 +538,22 @@ def test_prepare_run_threads_same_weights(mnist):
     assert len(models) == threads_per_round * rounds
     for model in models:
         _assert_same_weights(model, expected)
+
+
+@pytest.mark.parametrize(("optimizer", "lr", "expected"), [
+    ("adam", 2.0, "learning rate 2 is too high for this model; lower it (for example to 0.2)"),
+    ("sgd", 1e-4, "learning rate 0.0001 is too low or the run too short"),
+])
+def test_learning_problem_names_the_cause(mnist, optimizer, lr, expected):
+    config = TrainConfig(hidden=(32,), optimizer=optimizer, phases=(Phase(2, lr),), seed=42, subset=5000)
+    state = prepare_run(config, mnist, CPU)
+    problem = learning_problem(train_phases(state, config.phases))
+    assert problem is not None
+    assert "is no better than the" in problem
+    assert expected in problem
+
+
+def test_learning_problem_none_when_learning(mnist):
+    config = TrainConfig(hidden=(32,), phases=(Phase(1, 0.5),), seed=42, subset=5000)
+    state = prepare_run(config, mnist, CPU)
+    assert learning_problem(train_phases(state, config.phases)) is None
