@@ -103,7 +103,8 @@ def learning_problem(history: History) -> str | None:
     start, peak = history.batch_loss[0], max(history.batch_loss)
     summary = f"validation accuracy {last:.1%} is no better than the {first:.1%} before training"
     if peak > LOSS_RISE_FACTOR * start:
-        return (f"{summary}, and the training loss rose from {start:.3g} to {peak:.3g}: learning rate {lr:g} "
+        peak_text = f"{peak:,.0f}" if peak >= 1000 else f"{peak:.3g}"
+        return (f"{summary}, and the training loss rose from {start:.3g} to {peak_text}: learning rate {lr:g} "
                 f"is too high for this model; lower it (for example to {lr / 10:g}) and train again")
     return (f"{summary}, and the training loss barely moved: learning rate {lr:g} is too low or the run too "
             f"short; raise the learning rate or train for more epochs")
