@@ -154,7 +154,7 @@ st.caption(f"Command line for this config: `{config.command_line()}`")
 if st.button("Train", type="primary"):
     job = submit(config)
     if job is not None:
-        st.session_state.selected_run = job.id
+        st.session_state.detail_run = job.id  # Run details shows the new run
 
 # --- Live progress ----------------------------------------------------------
 
@@ -286,8 +286,13 @@ def runs_table() -> None:
 runs_table()
 
 names = {job.id: job.name for job in jobs}
-compare = st.multiselect("Compare the curves of", list(names), format_func=names.get,
-                         default=[j.id for j in jobs if not j.active][-2:], key="compare_runs")
+# Until the user picks runs to compare, the choice follows the two newest finished runs.
+if st.session_state.get("compare_chosen"):
+    st.session_state.compare_runs = [i for i in st.session_state.get("compare_runs", []) if i in names]
+else:
+    st.session_state.compare_runs = [j.id for j in jobs if not j.active][-2:]
+compare = st.multiselect("Compare the curves of", list(names), format_func=names.get, key="compare_runs",
+                         on_change=lambda: st.session_state.update(compare_chosen=True))
 if compare:
     st.plotly_chart(charts.training_curves([(names[i], st.session_state.runs[i].snapshot()) for i in compare]),
                     width="stretch", key="compare_curves")
@@ -319,6 +324,8 @@ with c2:
 # --- One run: config, command line, checkpoint, exported script --------------
 
 st.header("Run details")
+if st.session_state.get("detail_run") not in names:
+    st.session_state.pop("detail_run", None)  # that run was deleted or evicted
 detail_id = st.selectbox("Run", list(names)[::-1], format_func=names.get, key="detail_run")
 detail = st.session_state.runs[detail_id]
 st.write(f"**{detail.name}**: {summary(detail)}. State: {detail.state}.")

@@ -241,3 +241,22 @@ def test_recipe_selects_mnist():
     next(b for b in at.button if b.label.startswith("Tutorial:")).click().run()
     assert at.session_state.cfg_dataset == "mnist"
     assert "--dataset mnist" in at.caption[0].value
+
+
+def test_compare_and_details_follow_new_runs(mnist):
+    at = train_quick_run(open_page("pages/train.py"))
+    first = list(at.session_state.runs)
+    assert at.multiselect(key="compare_runs").value == first
+    assert at.selectbox(key="detail_run").value == first[0]
+
+    at = train_quick_run(at)
+    both = list(at.session_state.runs)
+    assert len(both) == 2
+    assert at.multiselect(key="compare_runs").value == both
+    assert at.selectbox(key="detail_run").value == both[1]
+
+    # A choice the user makes stays.
+    at.multiselect(key="compare_runs").set_value([both[0]]).run()
+    at = train_quick_run(at)
+    assert at.multiselect(key="compare_runs").value == [both[0]]
+    assert at.selectbox(key="detail_run").value == list(at.session_state.runs)[-1]
