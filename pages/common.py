@@ -7,8 +7,8 @@ import logging
 import os
 import uuid
 
-# st.dataframe imports pandas at its first call, which took 0.2 to 0.5 s with the GIL held on a
-# 2-core VM. Importing it with the first page keeps that pause out of the first training run.
+# st.dataframe imports pandas at its first call, which took 0.2 to 0.5 s with the GIL held on a 2-core VM
+# (one-off timings). Importing it with the first page keeps that pause out of the first training run.
 import pandas  # noqa: F401
 import streamlit as st
 

@@ -1,8 +1,8 @@
 """The documented systemd unit's command line and environment serve the app.
 
-There is no systemd on the test machines, so the test does what the unit's
-[Service] section tells systemd to do, minus the user switch and the sandboxing:
-it starts ExecStart in WorkingDirectory with every Environment= line, with
+There is no systemd on the test machines, so the test carries out the unit's
+[Service] section itself, except the user switch and the sandboxing. It starts
+ExecStart in WorkingDirectory with every Environment= line, with
 /opt/mnist-studio mapped to this checkout, the state folder to a temporary
 folder, and the port to a free one. A flag that this Streamlit rejects, a
 variable the app cannot parse or a working directory without the config would
@@ -58,7 +58,7 @@ def test_unit_command_and_environment_serve_the_app(page: Page, tmp_path: Path):
     env = unit_environment(service)
     assert env["MNIST_STUDIO_DATA"].startswith(STATE_DIR), "the data cache must be in the state folder"
 
-    # The unit's state folder holds the data cache, which `python -m core.data` fills before the
+    # The unit's state folder contains the data cache, which `python -m core.data` fills before the
     # service starts (docs/deploy.md). Here the state folder is temporary and the cache is this
     # machine's, which the test suite's command filled.
     env = {name: value.replace(STATE_DIR, str(tmp_path)) for name, value in env.items()}
@@ -76,6 +76,6 @@ def test_unit_command_and_environment_serve_the_app(page: Page, tmp_path: Path):
             harness.open_page(page, server.url, path, heading)
             expect(harness.exceptions(page)).to_have_count(0)
         # The Train page reads MNIST_STUDIO_MAX_RUNNING and MNIST_STUDIO_MAX_RUNS_PER_USER when it
-        # builds the job manager, and says how many runs each user keeps.
+        # builds the job manager, and shows how many runs each user keeps.
         expect(page.get_by_text(f"up to {env['MNIST_STUDIO_MAX_RUNS_PER_USER']} runs", exact=False)).to_be_visible()
         assert "Traceback" not in server.log(), server.log()
